@@ -1,0 +1,22 @@
+#pragma once
+
+// Expected failures are values. Every subsystem defines one error enum with a
+// fixed-string category, so an error can never carry PHI: the message is chosen
+// from a table, never built from input.
+
+#include <boost/system/error_code.hpp>
+#include <boost/system/result.hpp>
+
+namespace cw {
+
+using ErrorCode = boost::system::error_code;
+
+template <class T>
+using Result = boost::system::result<T, ErrorCode>;
+
+// Result<void> reads better as Status at call sites that only succeed or fail.
+using Status = Result<void>;
+
+inline Status Ok() { return {}; }
+
+}  // namespace cw
