@@ -244,6 +244,23 @@ const std::vector<ConfigKeyInfo>& ConfigSchema() {
   return schema;
 }
 
+std::vector<ConfigValue> ConfigSchemaValues(const Config& config) {
+  std::vector<ConfigValue> out;
+  for (const KeyDef& d : Defs()) {
+    std::string v = d.get(config);
+    if (d.type == Type::kString) {
+      std::string quoted = "\"";
+      for (char c : v) {
+        if (c == '"' || c == '\\') quoted.push_back('\\');
+        quoted.push_back(c);
+      }
+      v = quoted + "\"";
+    }
+    out.push_back({d.name, v});
+  }
+  return out;
+}
+
 Config LoadConfig(const ConfigSources& sources) {
   Config config;
 

@@ -84,6 +84,14 @@ struct ConfigKeyInfo {
 
 const std::vector<ConfigKeyInfo>& ConfigSchema();
 
+struct ConfigValue {
+  std::string name;        // dotted key
+  std::string toml_value;  // the value as TOML text ("x", 5, true)
+};
+
+// Every key's value in `config`, in schema order.
+std::vector<ConfigValue> ConfigSchemaValues(const Config& config);
+
 struct ConfigSources {
   std::string file;                           // "" for none
   std::vector<std::string> environment;       // "NAME=value" entries, as in environ

@@ -1,13 +1,13 @@
 #include "core/log.hpp"
 
+#include "core/time.hpp"
+
 #include <unistd.h>
 
 #include <atomic>
 #include <charconv>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <string>
 
 namespace cw::log {
@@ -76,20 +76,7 @@ void AppendString(std::string& out, std::string_view text) {
   out.push_back('"');
 }
 
-void AppendTime(std::string& out) {
-  const auto now = std::chrono::system_clock::now();
-  const auto secs = std::chrono::time_point_cast<std::chrono::seconds>(now);
-  const auto micros =
-      std::chrono::duration_cast<std::chrono::microseconds>(now - secs).count();
-  const std::time_t t = std::chrono::system_clock::to_time_t(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<long long>(micros));
-  out += buf;
-}
+void AppendTime(std::string& out) { out += core::NowRfc3339(); }
 
 void AppendValue(std::string& out, const Value& value) {
   if (const auto* i = std::get_if<std::int64_t>(&value)) {

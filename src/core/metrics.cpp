@@ -31,9 +31,9 @@ std::string RenderLabels(const Labels& labels) {
   std::string out = "{";
   for (std::size_t i = 0; i < labels.size(); ++i) {
     if (i) out.push_back(',');
-    out += labels[i].first.view();
+    out += labels[i].name.view();
     out += "=\"";
-    AppendEscapedLabel(out, labels[i].second.text());
+    AppendEscapedLabel(out, labels[i].value.text());
     out.push_back('"');
   }
   out.push_back('}');

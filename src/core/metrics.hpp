@@ -65,7 +65,12 @@ class LabelValue {
   std::string text_;
 };
 
-using Labels = std::vector<std::pair<SafeText, LabelValue>>;
+struct Label {
+  SafeText name;
+  LabelValue value;
+};
+
+using Labels = std::vector<Label>;
 
 // Latency buckets in seconds, from 50 us to 10 s.
 std::span<const double> LatencyBuckets();

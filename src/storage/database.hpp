@@ -95,7 +95,9 @@ class Transaction {
 using WriteWork = std::function<Status(Transaction&)>;
 
 // Told the outcome of one write, exactly once, on the writer thread, after the
-// batch's commit is durable (or failed). Must be quick and must not block.
+// batch's commit is durable (or failed); or, when SubmitWrite refuses the
+// write at once (kFailed, kClosed), on the submitting thread before
+// SubmitWrite returns. Must be quick and must not block.
 using WriteDone = std::function<void(Status)>;
 
 using ReadWork = std::function<Status(Transaction&)>;
@@ -127,10 +129,12 @@ class Database {
   virtual DatabaseStats Stats() const = 0;
 
   // Finishes every queued write, then refuses new ones with kClosed.
+  // Not from inside a write work or a done callback.
   virtual void Close() = 0;
 
   // SubmitWrite and wait for the outcome; for tools and tests, never for a
-  // thread that serves network I/O.
+  // thread that serves network I/O, nor from inside a write work or a done
+  // callback (the writer would wait for itself).
   Status Write(WriteWork work);
 };
 

@@ -25,9 +25,11 @@
 namespace cw::storage {
 
 struct SqliteOptions {
+  // Created owner-only (0600) when absent; its -wal and -shm files take the
+  // same permissions. An existing file keeps its mode.
   std::string path;
-  int readers = 4;
-  int max_batch = 1024;
+  int readers = 4;       // at least 1 is opened
+  int max_batch = 1024;  // write works per commit; at least 1
   // Name of a registered sqlite3_vfs; empty for the default. Tests pass the
   // fault-injecting VFS here.
   std::string vfs;

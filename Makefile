@@ -1,0 +1,47 @@
+# The two commands: `make run` and `make test`. Both install what they need.
+# CMake presets (CMakePresets.json) hold the build settings; this file only
+# strings the steps together.
+
+DATA_DIR ?= var/data
+LISTEN ?= 127.0.0.1:8443
+CAREWIRE := build/release/apps/carewire/carewire
+
+.PHONY: all deps build run test test-release test-asan bench format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release --target carewire
+
+# Builds and runs the server on the embedded SQLite database in $(DATA_DIR).
+run: build
+	$(CAREWIRE) serve --data-dir $(DATA_DIR) --listen $(LISTEN)
+
+# The whole suite in an optimized build, then again under ASan+UBSan.
+test: test-release test-asan
+
+test-release: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release
+	ctest --preset release
+
+test-asan: deps
+	cmake --preset asan >/dev/null
+	cmake --build --preset asan
+	ctest --preset asan
+
+# Benchmarks print figures; see bench/README.md and docs/performance.md.
+bench: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release --target bench carewire
+	bench/run_http_bench.sh build/release
+
+format:
+	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+clean:
+	rm -rf build

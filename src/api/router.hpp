@@ -1,0 +1,100 @@
+#pragma once
+
+// Routes requests to handlers by method and path template.
+//
+// A template is a path whose segments are literal or a parameter in braces:
+// "/api/v1/users/{id}". The template, never the concrete path, names the
+// route in logs and metrics, so ids and anything else in a path stay out of
+// both. Every route states who may call it when it is registered; there is no
+// default, so a route cannot be added without a decision about access.
+//
+// Routes are added during start-up, before the server serves; Find and the
+// handlers are then called from many threads at once.
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/http.hpp"
+
+namespace cw::api {
+
+// Who may call a route. Issue "identity and access" adds permissions; until
+// then a route is either public (health checks, sign-in) or refused to all.
+enum class Access {
+  kPublic,  // no credentials; must reveal nothing about any organization
+};
+
+// A live WebSocket connection as a handler sees it. Thread-safe.
+class WebSocketPeer {
+ public:
+  virtual ~WebSocketPeer() = default;
+  // Queues a text message. Returns false when the connection is closing.
+  virtual bool SendText(std::string text) = 0;
+  // Starts a close handshake with an application close code (4000-4999) or a
+  // standard one.
+  virtual void Close(int code, SafeText reason) = 0;
+};
+
+// The server side of one WebSocket connection. Calls arrive on one thread at a
+// time, in order.
+class WebSocketHandler {
+ public:
+  virtual ~WebSocketHandler() = default;
+  virtual void OnText(std::string_view message) = 0;
+  virtual void OnClose() {}
+};
+
+using Handler = std::function<void(Request&, Reply)>;
+using WebSocketFactory =
+    std::function<std::unique_ptr<WebSocketHandler>(const Request&, std::shared_ptr<WebSocketPeer>)>;
+
+struct Route {
+  Method method = Method::kGet;
+  std::string pattern;
+  Access access = Access::kPublic;
+  Handler handler;                 // for plain requests
+  WebSocketFactory websocket;      // set for routes that upgrade to a WebSocket
+
+  // Parsed pattern: literal segments and parameter names ("{id}" -> "id").
+  struct Segment {
+    std::string text;
+    bool param = false;
+  };
+  std::vector<Segment> segments;
+};
+
+class Router {
+ public:
+  // Registers a route. Throws std::logic_error on a malformed pattern or a
+  // duplicate (method, pattern): both are programming errors found at start.
+  void Add(Method method, SafeText pattern, Access access, Handler handler);
+  void AddWebSocket(SafeText pattern, Access access, WebSocketFactory factory);
+
+  struct Match {
+    const Route* route = nullptr;               // null when nothing matched
+    std::vector<std::pair<std::string, std::string>> params;
+    std::vector<Method> allowed;                // when the path matched but the method did not
+  };
+
+  // Matches a percent-encoded path. Parameters are percent-decoded; a path
+  // whose segments do not decode to valid, NUL-free text matches nothing.
+  Match Find(Method method, std::string_view path) const;
+
+  // Routes `request` and answers it through `reply`: 404 or 405 (with
+  // Allow) as JSON errors when nothing matches, 426 for a WebSocket route
+  // reached without an upgrade, 500 when a handler throws (a bug; logged
+  // without detail). Fills request.params. Returns the matched route, or null.
+  const Route* Dispatch(Request& request, Reply reply) const;
+
+  const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
+
+ private:
+  Route& AddRoute(Method method, SafeText pattern, Access access);
+  std::vector<std::unique_ptr<Route>> routes_;
+};
+
+}  // namespace cw::api

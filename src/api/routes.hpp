@@ -1,0 +1,26 @@
+#pragma once
+
+// The route groups that exist so far. Each Add*Routes registers its routes on
+// the router with their access rule; docs/openapi.yaml documents every one
+// (a test compares the two).
+
+#include "api/json_body.hpp"
+#include "api/router.hpp"
+#include "core/metrics.hpp"
+#include "storage/database.hpp"
+
+namespace cw::api {
+
+// GET /healthz, GET /readyz, GET /metrics.
+void AddHealthRoutes(Router& router, storage::Database& db, metrics::Registry& metrics);
+
+// POST /api/v1/diagnostics/write-probe {"padding_bytes":N}: commits one row
+// (with N bytes of padding, 0 to 4096, to stand in for a message of that
+// size) durably and answers with the time the commit took. Registered only
+// when the operator enables diagnostics.write_probe.
+void AddDiagnosticsRoutes(Router& router, storage::Database& db, const JsonLimits& limits);
+
+// GET /api/v1/events: the live event stream (WebSocket).
+void AddEventRoutes(Router& router, const JsonLimits& limits);
+
+}  // namespace cw::api

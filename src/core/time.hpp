@@ -1,0 +1,13 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace cw::core {
+
+// RFC 3339 in UTC with microseconds: 2026-11-21T21:36:20.123456Z.
+std::string FormatRfc3339(std::chrono::system_clock::time_point t);
+
+inline std::string NowRfc3339() { return FormatRfc3339(std::chrono::system_clock::now()); }
+
+}  // namespace cw::core

@@ -1,0 +1,557 @@
+#include "transport/http_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <iostream>
+#include <openssl/ssl.h>
+#include <stdexcept>
+#include <thread>
+
+#include "api/errors.hpp"
+#include "core/log.hpp"
+#include "core/random.hpp"
+#include "transport/connection.hpp"
+
+namespace cw::transport {
+namespace detail {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+constexpr auto kNoDeadline = Clock::time_point::max();
+
+// Bytes asked of the socket when waiting for the first byte of a request.
+constexpr std::size_t kReadChunk = 16 << 10;
+// After an error response on a request whose body was not read, read and drop
+// what the client is still sending for this long (at most this much) before
+// closing, so the client sees the response rather than a connection reset.
+constexpr auto kLingerTime = 1s;
+constexpr std::size_t kLingerBytes = 64 << 20;
+// A TLS close_notify exchange should be quick; do not let it hold a slot.
+constexpr auto kShutdownTime = 1s;
+
+auto Awaitable() { return net::as_tuple(net::use_awaitable); }
+
+api::Method ToMethod(http::verb verb) {
+  switch (verb) {
+    case http::verb::get: return api::Method::kGet;
+    case http::verb::head: return api::Method::kHead;
+    case http::verb::post: return api::Method::kPost;
+    case http::verb::put: return api::Method::kPut;
+    case http::verb::patch: return api::Method::kPatch;
+    case http::verb::delete_: return api::Method::kDelete;
+    case http::verb::options: return api::Method::kOptions;
+    default: return api::Method::kOther;
+  }
+}
+
+std::string Lowercase(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Fills everything but the body from a parsed header.
+void ConvertHeader(const http::request<http::string_body>& msg, api::Request& req) {
+  req.method = ToMethod(msg.method());
+  const std::string_view target = msg.target();
+  const std::size_t q = target.find('?');
+  req.path = std::string(target.substr(0, q));
+  if (q != std::string_view::npos) req.query = std::string(target.substr(q + 1));
+  req.headers.reserve(16);
+  for (const auto& field : msg) {
+    req.headers.emplace_back(Lowercase(field.name_string()), std::string(field.value()));
+  }
+}
+
+// A framing problem found while reading a request, as the error to answer.
+api::ApiError ReadErrorToApi(const beast::error_code& ec) {
+  if (ec == http::error::body_limit) return api::ApiError::kPayloadTooLarge;
+  if (ec == http::error::header_limit) return api::ApiError::kHeadersTooLarge;
+  return api::ApiError::kBadRequest;
+}
+
+SafeText ReadErrorMessage(const beast::error_code& ec) {
+  if (ec == http::error::body_limit) return "request body is larger than the limit";
+  if (ec == http::error::header_limit) return "request header is larger than the limit";
+  if (ec == http::error::bad_transfer_encoding || ec == http::error::bad_content_length) {
+    return "request framing is ambiguous or invalid";
+  }
+  return "malformed HTTP request";
+}
+
+bool IsTransportClosed(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == net::error::eof ||
+         ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+         ec == net::ssl::error::stream_truncated || ec == net::error::bad_descriptor;
+}
+
+// One HTTPS connection.
+class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(std::shared_ptr<ServerState> state, tcp::socket socket, ssl::context& ctx)
+      : state_(std::move(state)),
+        stream_(std::move(socket), ctx),
+        timer_(stream_.get_executor()) {}
+
+  ~HttpSession() override { state_->Unregister(handle_); }
+
+  void Start(ServerState::Handle handle) {
+    handle_ = handle;
+    net::co_spawn(stream_.get_executor(), Watchdog(shared_from_this()), net::detached);
+    net::co_spawn(stream_.get_executor(), Run(shared_from_this()), [](std::exception_ptr e) {
+      // Exceptions are bugs; they must never escape into Asio.
+      if (e) log::Error("http.session_exception");
+    });
+  }
+
+  void Drain() override {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->OnDrain(); });
+  }
+
+ private:
+  enum class Phase { kHandshake, kIdle, kReading, kHandling, kWriting, kUpgraded, kClosing };
+
+  void OnDrain() {
+    if (phase_ == Phase::kUpgraded) {
+      if (auto ws = websocket_.lock()) ws->Drain();
+      return;
+    }
+    if (phase_ == Phase::kIdle || phase_ == Phase::kHandshake) {
+      SetDeadline(std::min(deadline_, Clock::now() + std::chrono::milliseconds(state_->shutdown.idle_grace_ms)));
+    }
+  }
+
+  // REQUIRES: running on the strand.
+  void SetDeadline(Clock::time_point when) {
+    const bool earlier = when < deadline_;
+    deadline_ = when;
+    if (earlier) timer_.cancel();
+  }
+  void SetTimeout(std::int64_t ms) { SetDeadline(Clock::now() + std::chrono::milliseconds(ms)); }
+
+  static net::awaitable<void> Watchdog(std::shared_ptr<HttpSession> self) {
+    while (!self->closed_) {
+      if (self->deadline_ <= Clock::now()) {
+        if (self->phase_ != Phase::kClosing) self->state_->connections_timed_out.Add();
+        self->CloseSocket();
+        co_return;
+      }
+      self->timer_.expires_at(self->deadline_);
+      co_await self->timer_.async_wait(Awaitable());
+    }
+  }
+
+  void CloseSocket() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ignored;
+    stream_.lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.lowest_layer().close(ignored);
+    timer_.cancel();
+  }
+
+  static net::awaitable<void> Run(std::shared_ptr<HttpSession> self) {
+    co_await self->Serve();
+    if (self->phase_ != Phase::kUpgraded) co_await self->Finish();
+    self->closed_ = true;
+    self->timer_.cancel();
+  }
+
+  net::awaitable<void> Serve() {
+    phase_ = Phase::kHandshake;
+    SetTimeout(state_->limits.handshake_timeout_ms);
+    if (state_->draining) OnDrain();
+    auto [hs_ec] = co_await stream_.async_handshake(ssl::stream_base::server, Awaitable());
+    if (hs_ec) co_return;
+
+    for (;;) {
+      phase_ = Phase::kIdle;
+      SetTimeout(state_->limits.idle_timeout_ms);
+      if (state_->draining) OnDrain();
+      if (buffer_.size() == 0) {
+        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), Awaitable());
+        if (ec) co_return;
+        buffer_.commit(n);
+      }
+
+      // The header timeout counts from the first byte, so a client trickling
+      // a header one byte at a time is cut off after header_timeout_ms.
+      phase_ = Phase::kReading;
+      api::Request req;
+      req.started = Clock::now();
+      req.request_id = core::RandomHex(16);
+      SetTimeout(state_->limits.header_timeout_ms);
+
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(state_->limits.max_header_bytes));
+      parser.body_limit(static_cast<std::uint64_t>(state_->limits.max_body_bytes));
+      auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, Awaitable());
+      if (hec) {
+        if (closed_ || IsTransportClosed(hec)) co_return;
+        co_await RejectAndClose(req, ReadErrorToApi(hec), ReadErrorMessage(hec));
+        co_return;
+      }
+      ConvertHeader(parser.get(), req);
+
+      if (beast::websocket::is_upgrade(parser.get())) {
+        auto match = state_->router.Find(req.method, req.path);
+        if (match.route != nullptr && match.route->websocket && parser.is_done()) {
+          req.params = std::move(match.params);
+          phase_ = Phase::kUpgraded;
+          deadline_ = kNoDeadline;
+          timer_.cancel();
+          closed_ = true;  // the watchdog stops; the WebSocket keeps its own timers
+          LogRequest(req, match.route, 101, 0);
+          co_await RunWebSocket(state_, std::move(stream_), buffer_, parser.release(),
+                                std::move(req), *match.route,
+                                [self = shared_from_this()](std::shared_ptr<Drainable> ws) {
+                                  self->websocket_ = ws;
+                                });
+          co_return;
+        }
+      }
+
+      if (!parser.is_done()) {
+        SetTimeout(state_->limits.body_timeout_ms);
+        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+          http::response<http::empty_body> cont{http::status::continue_, 11};
+          auto [cec, cn] = co_await http::async_write(stream_, cont, Awaitable());
+          if (cec) co_return;
+        }
+        auto [bec, bn] = co_await http::async_read(stream_, buffer_, parser, Awaitable());
+        if (bec) {
+          if (closed_ || IsTransportClosed(bec)) co_return;
+          co_await RejectAndClose(req, ReadErrorToApi(bec), ReadErrorMessage(bec));
+          co_return;
+        }
+      }
+      const bool client_keep_alive = parser.get().keep_alive();
+      req.body = std::move(parser.get().body());
+
+      phase_ = Phase::kHandling;
+      deadline_ = kNoDeadline;
+      const api::Route* route = nullptr;
+      api::Response res = co_await Dispatch(req, &route);
+
+      const bool keep_alive = client_keep_alive && !res.close && !state_->draining;
+      phase_ = Phase::kWriting;
+      SetTimeout(state_->limits.write_timeout_ms);
+      const bool written = co_await WriteResponse(req, res, keep_alive);
+      LogRequest(req, route, res.status, res.body.size());
+      if (!written || !keep_alive) co_return;
+    }
+  }
+
+  // Hands the request to the router and waits for its reply, which may come
+  // from another thread (a storage commit, say). A reply that is never given
+  // (a handler bug) becomes a 500 when the last copy of it is destroyed.
+  net::awaitable<api::Response> Dispatch(api::Request& req, const api::Route** route) {
+    struct Slot {
+      std::function<void(api::Response)> complete;
+      std::atomic<bool> done{false};
+      std::string request_id;
+      void Give(api::Response r) {
+        if (!done.exchange(true)) complete(std::move(r));
+      }
+      ~Slot() {
+        if (!done.load()) {
+          complete(api::ErrorResponse(request_id, api::ApiError::kInternal, "internal error"));
+        }
+      }
+    };
+    const api::Router& router = state_->router;
+    co_return co_await net::async_initiate<decltype(net::use_awaitable), void(api::Response)>(
+        [&](auto handler) {
+          auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+          auto slot = std::make_shared<Slot>();
+          slot->request_id = req.request_id;
+          slot->complete = [shared](api::Response r) {
+            auto ex = net::get_associated_executor(*shared);
+            net::post(ex, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
+          };
+          *route = router.Dispatch(req, [slot](api::Response r) { slot->Give(std::move(r)); });
+        },
+        net::use_awaitable);
+  }
+
+  net::awaitable<bool> WriteResponse(const api::Request& req, api::Response& res,
+                                     bool keep_alive) {
+    api::AddStandardHeaders(res, req.request_id);
+    http::response<http::string_body> msg{static_cast<http::status>(res.status), 11};
+    if (!res.content_type.empty()) msg.set(http::field::content_type, res.content_type);
+    for (const auto& [name, value] : res.headers) msg.set(name, value);
+    msg.keep_alive(keep_alive);
+    msg.body() = std::move(res.body);
+    msg.prepare_payload();
+    auto [ec, n] = co_await http::async_write(stream_, msg, Awaitable());
+    res.body = std::move(msg.body());
+    co_return !ec;
+  }
+
+  // Answers a request that could not be read and closes the connection,
+  // reading what the client still sends for a moment first.
+  net::awaitable<void> RejectAndClose(api::Request& req, api::ApiError error, SafeText message) {
+    api::Response res = api::ErrorResponse(req.request_id, error, message);
+    phase_ = Phase::kWriting;
+    SetTimeout(state_->limits.write_timeout_ms);
+    const bool written = co_await WriteResponse(req, res, false);
+    LogRequest(req, nullptr, res.status, res.body.size());
+    if (!written) co_return;
+    phase_ = Phase::kClosing;
+    SetDeadline(Clock::now() + kLingerTime);
+    std::size_t drained = 0;
+    std::array<char, 16 << 10> scratch;
+    while (drained < kLingerBytes && !closed_) {
+      auto [ec, n] = co_await stream_.async_read_some(net::buffer(scratch), Awaitable());
+      if (ec) break;
+      drained += n;
+    }
+  }
+
+  net::awaitable<void> Finish() {
+    if (closed_) co_return;
+    phase_ = Phase::kClosing;
+    SetDeadline(Clock::now() + kShutdownTime);
+    co_await stream_.async_shutdown(Awaitable());
+    CloseSocket();
+  }
+
+  void LogRequest(const api::Request& req, const api::Route* route, int status,
+                  std::size_t bytes_out) {
+    const SafeText route_name = route ? SafeText::Trusted(route->pattern) : SafeText("unmatched");
+    const double seconds = std::chrono::duration<double>(Clock::now() - req.started).count();
+    state_->metrics
+        .GetCounter("carewire_http_requests_total", "HTTP requests by route template and status",
+                    {{"route", route_name}, {"method", api::MethodName(req.method)}, {"status", status}})
+        .Add();
+    state_->metrics
+        .GetHistogram("carewire_http_request_duration_seconds",
+                      "Time from the first header byte to the response written",
+                      metrics::LatencyBuckets(), {{"route", route_name}})
+        .Observe(seconds);
+    log::Info("http.request",
+              {{log::Key::kRequestId, SafeText::Trusted(req.request_id)},
+               {log::Key::kMethod, api::MethodName(req.method)},
+               {log::Key::kRoute, route_name},
+               {log::Key::kStatus, status},
+               {log::Key::kLatencyUs, static_cast<std::int64_t>(seconds * 1e6)},
+               {log::Key::kBytesIn, static_cast<std::int64_t>(req.body.size())},
+               {log::Key::kBytesOut, static_cast<std::int64_t>(bytes_out)}});
+  }
+
+  std::shared_ptr<ServerState> state_;
+  TlsStream stream_;
+  net::steady_timer timer_;
+  beast::flat_buffer buffer_;
+  Clock::time_point deadline_ = kNoDeadline;
+  Phase phase_ = Phase::kHandshake;
+  bool closed_ = false;
+  ServerState::Handle handle_;
+  std::weak_ptr<Drainable> websocket_;
+};
+
+}  // namespace
+
+ServerState::ServerState(const core::Config& config, const api::Router& r, metrics::Registry& m)
+    : limits(config.limits),
+      shutdown(config.shutdown),
+      router(r),
+      metrics(m),
+      connections_rejected(m.GetCounter("carewire_http_connections_rejected_total",
+                                        "Connections closed at once because max_connections were open")),
+      connections_timed_out(m.GetCounter("carewire_http_connections_timed_out_total",
+                                         "Connections closed because a phase deadline passed")),
+      websocket_messages_in(m.GetCounter("carewire_websocket_messages_received_total",
+                                         "WebSocket messages received from clients")),
+      websocket_slow_consumers(m.GetCounter("carewire_websocket_slow_consumers_total",
+                                            "WebSocket connections closed because the client read too slowly")) {}
+
+ServerState::Handle ServerState::Register(std::weak_ptr<Drainable> connection) {
+  std::lock_guard lock(mu_);
+  ++count_;
+  return live_.insert(live_.end(), std::move(connection));
+}
+
+void ServerState::Unregister(Handle handle) {
+  std::lock_guard lock(mu_);
+  live_.erase(handle);
+  if (--count_ == 0) idle_.notify_all();
+}
+
+int ServerState::Count() const {
+  std::lock_guard lock(mu_);
+  return count_;
+}
+
+void ServerState::DrainAll() {
+  std::vector<std::shared_ptr<Drainable>> live;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& w : live_) {
+      if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (auto& s : live) s->Drain();
+}
+
+bool ServerState::WaitIdle(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  return idle_.wait_until(lock, deadline, [&] { return count_ == 0; });
+}
+
+}  // namespace detail
+
+using namespace detail;
+
+struct HttpServer::Impl {
+  Impl(const core::Config& cfg, const TlsMaterial& tls, const api::Router& router,
+       metrics::Registry& registry)
+      : config(cfg),
+        ssl_ctx(ssl::context::tls_server),
+        acceptor(net::make_strand(ioc)),
+        state(std::make_shared<ServerState>(cfg, router, registry)) {
+    ConfigureTls(tls);
+    registry.AddGauge("carewire_http_connections_open", "Open HTTP and WebSocket connections",
+                     [s = state] { return static_cast<double>(s->Count()); });
+  }
+
+  void ConfigureTls(const TlsMaterial& tls) {
+    SSL_CTX* ctx = ssl_ctx.native_handle();
+    // TLS 1.2 and 1.3 only; no compression (CRIME), no renegotiation.
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    // TLS 1.2: ECDHE (forward secrecy) with AEAD ciphers only. TLS 1.3's
+    // suites are all AEAD and keep OpenSSL's defaults.
+    if (SSL_CTX_set_cipher_list(ctx,
+                                "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") != 1) {
+      throw std::runtime_error("cannot set TLS cipher list");
+    }
+    beast::error_code ec;
+    ssl_ctx.use_certificate_chain_file(tls.cert_file, ec);
+    if (ec) throw std::runtime_error("cannot load the TLS certificate file");
+    ssl_ctx.use_private_key_file(tls.key_file, ssl::context::pem, ec);
+    if (ec) throw std::runtime_error("cannot load the TLS key file");
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      throw std::runtime_error("the TLS key does not match the certificate");
+    }
+  }
+
+  net::awaitable<void> Accept() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(net::make_strand(ioc), Awaitable());
+      if (ec) {
+        if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
+        // EMFILE and friends: back off briefly rather than spin.
+        net::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
+        co_await t.async_wait(Awaitable());
+        continue;
+      }
+      if (state->Count() >= config.limits.max_connections) {
+        state->connections_rejected.Add();
+        beast::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      socket.set_option(tcp::no_delay(true), ec);
+      auto session = std::make_shared<HttpSession>(state, std::move(socket), ssl_ctx);
+      session->Start(state->Register(session));
+    }
+  }
+
+  const core::Config& config;
+  net::io_context ioc;
+  ssl::context ssl_ctx;
+  tcp::acceptor acceptor;
+  std::shared_ptr<ServerState> state;
+  std::vector<std::thread> threads;
+  tcp::endpoint bound;
+};
+
+HttpServer::HttpServer(const core::Config& config, const TlsMaterial& tls,
+                       const api::Router& router, metrics::Registry& metrics)
+    : impl_(std::make_unique<Impl>(config, tls, router, metrics)) {}
+
+HttpServer::~HttpServer() {
+  if (!impl_->threads.empty()) Shutdown();
+}
+
+void HttpServer::Start() {
+  const std::string& listen = impl_->config.server.listen;
+  const std::size_t colon = listen.rfind(':');
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  const std::string port_text = listen.substr(colon + 1);
+  unsigned long port = 0;
+  try {
+    std::size_t used = 0;
+    port = std::stoul(port_text, &used);
+    if (used != port_text.size() || port > 65535) throw std::out_of_range("port");
+  } catch (const std::exception&) {
+    throw core::ConfigError("server.listen", "port must be a number from 0 to 65535");
+  }
+  beast::error_code ec;
+  const auto address = net::ip::make_address(host, ec);
+  if (ec) throw core::ConfigError("server.listen", "host must be an IP address");
+
+  auto& acceptor = impl_->acceptor;
+  const tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("cannot listen on " + listen + ": " + ec.message());
+  impl_->bound = acceptor.local_endpoint();
+
+  net::co_spawn(acceptor.get_executor(), impl_->Accept(), net::detached);
+  int threads = impl_->config.server.threads;
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 0; i < threads; ++i) {
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  }
+}
+
+std::uint16_t HttpServer::port() const { return impl_->bound.port(); }
+
+std::string HttpServer::host() const { return impl_->bound.address().to_string(); }
+
+int HttpServer::ConnectionCount() const { return impl_->state->Count(); }
+
+int HttpServer::Shutdown() {
+  auto& impl = *impl_;
+  impl.state->draining = true;
+  net::post(impl.acceptor.get_executor(), [&impl] {
+    beast::error_code ignored;
+    impl.acceptor.close(ignored);
+  });
+  impl.state->DrainAll();
+  const auto deadline =
+      Clock::now() + std::chrono::milliseconds(impl.config.shutdown.drain_timeout_ms);
+  int cut = 0;
+  if (!impl.state->WaitIdle(deadline)) cut = impl.state->Count();
+  impl.ioc.stop();
+  for (auto& t : impl.threads) t.join();
+  impl.threads.clear();
+  return cut;
+}
+
+}  // namespace cw::transport

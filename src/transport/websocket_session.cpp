@@ -1,0 +1,185 @@
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <deque>
+
+#include "api/errors.hpp"
+#include "core/log.hpp"
+#include "transport/connection.hpp"
+
+namespace cw::transport::detail {
+namespace {
+
+namespace websocket = boost::beast::websocket;
+
+// Messages queued for a client that reads more slowly than events arrive.
+// Past this the client is disconnected (it can reconnect and resume) rather
+// than allowed to grow the server's memory.
+constexpr std::size_t kMaxQueuedBytes = 1 << 20;
+
+auto Awaitable() { return net::as_tuple(net::use_awaitable); }
+
+class WebSocketSession final : public Drainable,
+                               public api::WebSocketPeer,
+                               public std::enable_shared_from_this<WebSocketSession> {
+ public:
+  WebSocketSession(std::shared_ptr<ServerState> state, TlsStream stream)
+      : state_(std::move(state)), ws_(std::move(stream)) {}
+
+  net::awaitable<void> Run(beast::flat_buffer& buffer, http::request<http::string_body> upgrade,
+                           api::Request request, const api::Route& route) {
+    auto self = shared_from_this();
+    websocket::stream_base::timeout timeouts;
+    timeouts.handshake_timeout = std::chrono::milliseconds(state_->limits.handshake_timeout_ms);
+    // Idle connections are pinged at half the idle timeout and closed when
+    // nothing at all arrives within it, so dead peers do not hold a slot.
+    timeouts.idle_timeout = std::chrono::milliseconds(state_->limits.idle_timeout_ms);
+    timeouts.keep_alive_pings = true;
+    ws_.set_option(timeouts);
+    ws_.read_message_max(static_cast<std::uint64_t>(state_->limits.websocket_max_message_bytes));
+    ws_.auto_fragment(false);
+    const std::string request_id = request.request_id;
+    ws_.set_option(websocket::stream_base::decorator([request_id](websocket::response_type& res) {
+      api::Response extra;
+      api::AddStandardHeaders(extra, request_id);
+      for (const auto& [name, value] : extra.headers) res.set(name, value);
+    }));
+
+    // Bytes that arrived after the upgrade request belong to the WebSocket.
+    auto [ec] = co_await ws_.async_accept(upgrade, Awaitable());
+    if (ec) co_return;
+    if (buffer.size() > 0) {
+      // Beast's accept(req) does not take leftover bytes; a client may not
+      // send frames before the 101 answer, so any leftover is a protocol error.
+      co_await CloseNow(websocket::close_code::protocol_error);
+      co_return;
+    }
+
+    handler_ = route.websocket(request, self);
+    if (state_->draining) StartClose(websocket::close_code::going_away, "server shutting down");
+
+    beast::flat_buffer in;
+    for (;;) {
+      auto [rec, n] = co_await ws_.async_read(in, Awaitable());
+      if (rec) break;
+      state_->websocket_messages_in.Add();
+      if (!ws_.got_text()) {
+        StartClose(websocket::close_code::unknown_data, "text frames only");
+      } else if (!closing_ && handler_) {
+        handler_->OnText(beast::buffers_to_string(in.data()));
+      }
+      in.consume(in.size());
+    }
+    closing_ = true;
+    if (handler_) {
+      handler_->OnClose();
+      handler_.reset();  // the handler holds this session as its peer
+    }
+  }
+
+  bool SendText(std::string text) override {
+    if (closing_flag_.load()) return false;
+    net::post(ws_.get_executor(), [self = shared_from_this(), t = std::move(text)]() mutable {
+      self->Enqueue(std::move(t));
+    });
+    return true;
+  }
+
+  void Close(int code, SafeText reason) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), code, reason] {
+      self->StartClose(static_cast<std::uint16_t>(code), reason);
+    });
+  }
+
+  void Drain() override {
+    net::post(ws_.get_executor(), [self = shared_from_this()] {
+      self->StartClose(websocket::close_code::going_away, "server shutting down");
+    });
+  }
+
+ private:
+  // REQUIRES: running on the strand (true of every method below).
+  void Enqueue(std::string text) {
+    if (closing_) return;
+    queued_bytes_ += text.size();
+    if (queued_bytes_ > kMaxQueuedBytes) {
+      state_->websocket_slow_consumers.Add();
+      outbox_.clear();
+      queued_bytes_ = 0;
+      StartClose(websocket::close_code::try_again_later, "client too slow; reconnect to resume");
+      return;
+    }
+    outbox_.push_back(std::move(text));
+    StartWriter();
+  }
+
+  void StartClose(std::uint16_t code, SafeText reason) {
+    if (closing_) return;
+    closing_ = true;
+    closing_flag_ = true;
+    close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason.view());
+    StartWriter();
+  }
+
+  void StartWriter() {
+    if (writing_) return;
+    writing_ = true;
+    net::co_spawn(ws_.get_executor(), Writer(shared_from_this()), net::detached);
+  }
+
+  // The only writer: Beast allows one write (or close) in flight at a time.
+  static net::awaitable<void> Writer(std::shared_ptr<WebSocketSession> self) {
+    while (!self->outbox_.empty()) {
+      std::string msg = std::move(self->outbox_.front());
+      self->outbox_.pop_front();
+      self->queued_bytes_ -= msg.size();
+      self->ws_.text(true);
+      auto [ec, n] = co_await self->ws_.async_write(net::buffer(msg), Awaitable());
+      if (ec) {
+        self->outbox_.clear();
+        self->queued_bytes_ = 0;
+        self->writing_ = false;
+        co_return;
+      }
+    }
+    if (self->close_reason_ && self->ws_.is_open()) {
+      auto reason = *self->close_reason_;
+      self->close_reason_.reset();
+      co_await self->ws_.async_close(reason, Awaitable());
+    }
+    self->writing_ = false;
+  }
+
+  net::awaitable<void> CloseNow(std::uint16_t code) {
+    co_await ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code)), Awaitable());
+  }
+
+  std::shared_ptr<ServerState> state_;
+  websocket::stream<TlsStream> ws_;
+  std::unique_ptr<api::WebSocketHandler> handler_;
+  std::deque<std::string> outbox_;
+  std::size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  bool closing_ = false;
+  std::atomic<bool> closing_flag_{false};  // closing_, readable from any thread
+  std::optional<websocket::close_reason> close_reason_;
+};
+
+}  // namespace
+
+net::awaitable<void> RunWebSocket(std::shared_ptr<ServerState> state, TlsStream stream,
+                                  beast::flat_buffer& buffer,
+                                  http::request<http::string_body> upgrade, api::Request request,
+                                  const api::Route& route,
+                                  std::function<void(std::shared_ptr<Drainable>)> on_open) {
+  auto session = std::make_shared<WebSocketSession>(std::move(state), std::move(stream));
+  on_open(session);
+  co_await session->Run(buffer, std::move(upgrade), std::move(request), route);
+}
+
+}  // namespace cw::transport::detail

@@ -1,0 +1,93 @@
+// Documentation that must stay true to the code: every route is in
+// docs/openapi.yaml (and nothing there is missing from the router), and
+// docs/configuration.md is exactly what the schema generates.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/random.hpp"
+#include "server/serve.hpp"
+#include "storage/sqlite/sqlite_database.hpp"
+
+namespace cw {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadSource(const std::string& relative) {
+  const char* root = std::getenv("CW_TEST_SOURCE_DIR");  // NOLINT
+  EXPECT_NE(root, nullptr);
+  std::ifstream in(fs::path(root ? root : ".") / relative);
+  EXPECT_TRUE(in.good()) << relative;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// (METHOD path) pairs under `paths:` in an OpenAPI YAML file: a path is a
+// two-space-indented key starting with '/', a method a four-space-indented key.
+std::set<std::string> DocumentedOperations(const std::string& yaml) {
+  std::set<std::string> ops;
+  std::istringstream lines(yaml);
+  std::string line, path;
+  bool in_paths = false;
+  static const std::set<std::string> kMethods = {"get", "put", "post", "delete", "patch", "head", "options"};
+  while (std::getline(lines, line)) {
+    if (line.rfind("paths:", 0) == 0) {
+      in_paths = true;
+      continue;
+    }
+    if (!in_paths) continue;
+    if (!line.empty() && line[0] != ' ' && line[0] != '#') break;  // next top-level key
+    if (line.rfind("  /", 0) == 0 && line.back() == ':') {
+      path = line.substr(2, line.size() - 3);
+      if (path.size() > 1 && path.front() == '\'' ) path = path.substr(1, path.size() - 2);
+    } else if (line.rfind("    ", 0) == 0 && line[4] != ' ' && line.back() == ':') {
+      std::string method = line.substr(4, line.size() - 5);
+      if (kMethods.count(method)) {
+        for (char& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        ops.insert(method + " " + path);
+      }
+    }
+  }
+  return ops;
+}
+
+TEST(DocsTest, EveryRouteIsDocumentedInOpenApiAndViceVersa) {
+  const fs::path dir = fs::temp_directory_path() / ("cw-docs-" + core::RandomHex(8));
+  fs::create_directories(dir);
+  {
+    storage::SqliteOptions options;
+    options.path = (dir / "db").string();
+    auto db = storage::OpenSqlite(options);
+    ASSERT_TRUE(db);
+    core::Config config;
+    config.diagnostics.write_probe = true;  // every optional route on
+    api::Router router;
+    metrics::Registry metrics;
+    server::AddRoutes(router, config, **db, metrics);
+
+    std::set<std::string> registered;
+    for (const auto& r : router.routes()) {
+      registered.insert(std::string(api::MethodName(r->method).view()) + " " + r->pattern);
+    }
+    const auto documented = DocumentedOperations(ReadSource("docs/openapi.yaml"));
+    for (const auto& op : registered) EXPECT_TRUE(documented.count(op)) << "undocumented route: " << op;
+    for (const auto& op : documented) EXPECT_TRUE(registered.count(op)) << "documented but absent: " << op;
+    EXPECT_FALSE(registered.empty());
+    (*db)->Close();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(DocsTest, ConfigurationReferenceIsGeneratedFromTheSchema) {
+  EXPECT_EQ(ReadSource("docs/configuration.md"), server::ConfigurationReference())
+      << "regenerate with: carewire config reference > docs/configuration.md";
+}
+
+}  // namespace
+}  // namespace cw
