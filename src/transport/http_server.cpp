@@ -37,9 +37,11 @@ constexpr auto kNoDeadline = Clock::time_point::max();
 // Bytes asked of the socket when waiting for the first byte of a request.
 constexpr std::size_t kReadChunk = 16 << 10;
 // After an error response on a request whose body was not read, read and drop
-// what the client is still sending for this long (at most this much) before
-// closing, so the client sees the response rather than a connection reset.
+// what the client is still sending for this long (at most this much, and only
+// while it keeps sending) before closing, so the client sees the response
+// rather than a connection reset.
 constexpr auto kLingerTime = 1s;
+constexpr auto kLingerSilence = 100ms;
 constexpr std::size_t kLingerBytes = 64 << 20;
 // A TLS close_notify exchange should be quick; do not let it hold a slot.
 constexpr auto kShutdownTime = 1s;
@@ -313,10 +315,11 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
     LogRequest(req, nullptr, res.status, res.body.size());
     if (!written) co_return;
     phase_ = Phase::kClosing;
-    SetDeadline(Clock::now() + kLingerTime);
+    const auto linger_end = Clock::now() + kLingerTime;
     std::size_t drained = 0;
     std::array<char, 16 << 10> scratch;
     while (drained < kLingerBytes && !closed_) {
+      SetDeadline(std::min(linger_end, Clock::now() + kLingerSilence));
       auto [ec, n] = co_await stream_.async_read_some(net::buffer(scratch), Awaitable());
       if (ec) break;
       drained += n;

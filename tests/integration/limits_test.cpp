@@ -77,7 +77,12 @@ TEST(LimitsTest, GarbageRequestLineIs400AndCloses) {
   for (const char* raw : {"GARBAGE\r\n\r\n", "GET /healthz HTTP/9.9\r\n\r\n",
                           "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
                           "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-                          "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"}) {
+                          "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                          // CR/LF smuggling inside a header, a NUL in the target.
+                          "GET /healthz HTTP/1.1\r\nHost: x\rInjected: 1\r\n\r\n",
+                          "GET /healthz HTTP/1.1\r\nHost: x\nInjected: 1\r\n\r\n",
+                          "GET /hea\x01lthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                          "GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n"}) {
     HttpsConnection c(server.port());
     c.WriteRaw(raw);
     const auto r = c.ReadResponse();

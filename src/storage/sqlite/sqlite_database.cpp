@@ -94,7 +94,8 @@ Result<std::unique_ptr<Connection>> OpenWriter(const std::string& path, const st
   SqliteTransaction txn(c, /*read_only=*/false);
   auto mode = txn.QueryOne("PRAGMA journal_mode=WAL");
   if (!mode) return mode.error();
-  if (!*mode || (*mode)->at(0) != Value(std::string("wal"))) {
+  const std::string* mode_name = *mode ? std::get_if<std::string>(&(*mode)->at(0)) : nullptr;
+  if (mode_name == nullptr || *mode_name != "wal") {
     log::Error("storage.wal_unavailable");
     return Err(Error::kInternal);
   }
