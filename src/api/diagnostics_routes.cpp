@@ -30,12 +30,14 @@ void AddDiagnosticsRoutes(Router& router, storage::Database& db, const JsonLimit
         std::int64_t padding = 0;
         for (const auto& [key, value] : *body) {
           if (key != "padding_bytes") {
-            reply(ErrorResponse(req.request_id, ApiError::kBadRequest, "unknown field in request body"));
+            reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                "unknown field in request body"));
             return;
           }
           // Only an exact integer in range: 1.0, 1e2, -1, 2^63 and strings are refused.
           if (!value.is_int64() && !value.is_uint64()) {
-            reply(ErrorResponse(req.request_id, ApiError::kBadRequest, "padding_bytes must be an integer"));
+            reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                "padding_bytes must be an integer"));
             return;
           }
           if (value.is_uint64() || value.as_int64() < 0 || value.as_int64() > kMaxPaddingBytes) {
@@ -73,9 +75,8 @@ void AddDiagnosticsRoutes(Router& router, storage::Database& db, const JsonLimit
               const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                                   std::chrono::steady_clock::now() - state->submitted)
                                   .count();
-              reply(JsonResponse(201, {{"id", std::to_string(state->id)},
-                                       {"durable", true},
-                                       {"commit_us", us}}));
+              reply(JsonResponse(
+                  201, {{"id", std::to_string(state->id)}, {"durable", true}, {"commit_us", us}}));
             });
       });
 }

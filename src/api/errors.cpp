@@ -10,48 +10,73 @@ namespace cw::api {
 
 int HttpStatus(ApiError error) {
   switch (error) {
-    case ApiError::kBadRequest: return 400;
-    case ApiError::kUnauthenticated: return 401;
-    case ApiError::kForbidden: return 403;
-    case ApiError::kNotFound: return 404;
-    case ApiError::kMethodNotAllowed: return 405;
-    case ApiError::kConflict: return 409;
-    case ApiError::kPayloadTooLarge: return 413;
-    case ApiError::kUnsupportedMediaType: return 415;
-    case ApiError::kUpgradeRequired: return 426;
-    case ApiError::kHeadersTooLarge: return 431;
-    case ApiError::kRateLimited: return 429;
-    case ApiError::kInternal: return 500;
-    case ApiError::kUnavailable: return 503;
+    case ApiError::kBadRequest:
+      return 400;
+    case ApiError::kUnauthenticated:
+      return 401;
+    case ApiError::kForbidden:
+      return 403;
+    case ApiError::kNotFound:
+      return 404;
+    case ApiError::kMethodNotAllowed:
+      return 405;
+    case ApiError::kConflict:
+      return 409;
+    case ApiError::kPayloadTooLarge:
+      return 413;
+    case ApiError::kUnsupportedMediaType:
+      return 415;
+    case ApiError::kUpgradeRequired:
+      return 426;
+    case ApiError::kHeadersTooLarge:
+      return 431;
+    case ApiError::kRateLimited:
+      return 429;
+    case ApiError::kInternal:
+      return 500;
+    case ApiError::kUnavailable:
+      return 503;
   }
   return 500;
 }
 
 SafeText ErrorCodeName(ApiError error) {
   switch (error) {
-    case ApiError::kBadRequest: return "bad_request";
-    case ApiError::kUnauthenticated: return "unauthenticated";
-    case ApiError::kForbidden: return "forbidden";
-    case ApiError::kNotFound: return "not_found";
-    case ApiError::kMethodNotAllowed: return "method_not_allowed";
-    case ApiError::kConflict: return "conflict";
-    case ApiError::kPayloadTooLarge: return "payload_too_large";
-    case ApiError::kUnsupportedMediaType: return "unsupported_media_type";
-    case ApiError::kUpgradeRequired: return "upgrade_required";
-    case ApiError::kHeadersTooLarge: return "headers_too_large";
-    case ApiError::kRateLimited: return "rate_limited";
-    case ApiError::kInternal: return "internal";
-    case ApiError::kUnavailable: return "unavailable";
+    case ApiError::kBadRequest:
+      return "bad_request";
+    case ApiError::kUnauthenticated:
+      return "unauthenticated";
+    case ApiError::kForbidden:
+      return "forbidden";
+    case ApiError::kNotFound:
+      return "not_found";
+    case ApiError::kMethodNotAllowed:
+      return "method_not_allowed";
+    case ApiError::kConflict:
+      return "conflict";
+    case ApiError::kPayloadTooLarge:
+      return "payload_too_large";
+    case ApiError::kUnsupportedMediaType:
+      return "unsupported_media_type";
+    case ApiError::kUpgradeRequired:
+      return "upgrade_required";
+    case ApiError::kHeadersTooLarge:
+      return "headers_too_large";
+    case ApiError::kRateLimited:
+      return "rate_limited";
+    case ApiError::kInternal:
+      return "internal";
+    case ApiError::kUnavailable:
+      return "unavailable";
   }
   return "internal";
 }
 
 Response ErrorResponse(std::string_view request_id, ApiError error, SafeText message) {
-  boost::json::value body = {
-      {"error",
-       {{"code", ErrorCodeName(error).view()},
-        {"message", message.view()},
-        {"request_id", request_id}}}};
+  boost::json::value body = {{"error",
+                              {{"code", ErrorCodeName(error).view()},
+                               {"message", message.view()},
+                               {"request_id", request_id}}}};
   Response r;
   r.status = HttpStatus(error);
   r.content_type = "application/json; charset=utf-8";
@@ -63,7 +88,8 @@ Response ErrorResponseFor(std::string_view request_id, const ErrorCode& error) {
   if (error.category() == storage::ErrorCategory()) {
     switch (static_cast<storage::Error>(error.value())) {
       case storage::Error::kConstraint:
-        return ErrorResponse(request_id, ApiError::kConflict, "the change conflicts with existing data");
+        return ErrorResponse(request_id, ApiError::kConflict,
+                             "the change conflicts with existing data");
       case storage::Error::kFailed:
       case storage::Error::kClosed:
       case storage::Error::kBusy:

@@ -39,8 +39,8 @@ class EventStream final : public WebSocketHandler {
 
  private:
   void SendError(SafeText code, SafeText message) {
-    boost::json::value frame = {
-        {"type", "error"}, {"error", {{"code", code.view()}, {"message", message.view()}}}};
+    boost::json::value frame = {{"type", "error"},
+                                {"error", {{"code", code.view()}, {"message", message.view()}}}};
     peer_->SendText(boost::json::serialize(frame));
   }
 

@@ -57,14 +57,22 @@ bool DecodeSegment(std::string_view in, std::string* out) {
 
 SafeText MethodName(Method method) {
   switch (method) {
-    case Method::kGet: return "GET";
-    case Method::kHead: return "HEAD";
-    case Method::kPost: return "POST";
-    case Method::kPut: return "PUT";
-    case Method::kPatch: return "PATCH";
-    case Method::kDelete: return "DELETE";
-    case Method::kOptions: return "OPTIONS";
-    case Method::kOther: return "OTHER";
+    case Method::kGet:
+      return "GET";
+    case Method::kHead:
+      return "HEAD";
+    case Method::kPost:
+      return "POST";
+    case Method::kPut:
+      return "PUT";
+    case Method::kPatch:
+      return "PATCH";
+    case Method::kDelete:
+      return "DELETE";
+    case Method::kOptions:
+      return "OPTIONS";
+    case Method::kOther:
+      return "OTHER";
   }
   return "OTHER";
 }
@@ -182,8 +190,9 @@ const Route* Router::Dispatch(Request& request, Reply reply) const {
   } catch (const std::exception&) {
     // The handler may or may not have replied; a bug either way. The reply
     // was moved into the handler, so the transport's own guard answers 500.
-    log::Error("http.handler_exception", {{log::Key::kRoute, SafeText::Trusted(route->pattern)},
-                                          {log::Key::kRequestId, SafeText::Trusted(request.request_id)}});
+    log::Error("http.handler_exception",
+               {{log::Key::kRoute, SafeText::Trusted(route->pattern)},
+                {log::Key::kRequestId, SafeText::Trusted(request.request_id)}});
   }
   return route;
 }

@@ -49,15 +49,15 @@ class WebSocketHandler {
 };
 
 using Handler = std::function<void(Request&, Reply)>;
-using WebSocketFactory =
-    std::function<std::unique_ptr<WebSocketHandler>(const Request&, std::shared_ptr<WebSocketPeer>)>;
+using WebSocketFactory = std::function<std::unique_ptr<WebSocketHandler>(
+    const Request&, std::shared_ptr<WebSocketPeer>)>;
 
 struct Route {
   Method method = Method::kGet;
   std::string pattern;
   Access access = Access::kPublic;
-  Handler handler;                 // for plain requests
-  WebSocketFactory websocket;      // set for routes that upgrade to a WebSocket
+  Handler handler;             // for plain requests
+  WebSocketFactory websocket;  // set for routes that upgrade to a WebSocket
 
   // Parsed pattern: literal segments and parameter names ("{id}" -> "id").
   struct Segment {
@@ -75,9 +75,9 @@ class Router {
   void AddWebSocket(SafeText pattern, Access access, WebSocketFactory factory);
 
   struct Match {
-    const Route* route = nullptr;               // null when nothing matched
+    const Route* route = nullptr;  // null when nothing matched
     std::vector<std::pair<std::string, std::string>> params;
-    std::vector<Method> allowed;                // when the path matched but the method did not
+    std::vector<Method> allowed;  // when the path matched but the method did not
   };
 
   // Matches a percent-encoded path. Parameters are percent-decoded; a path

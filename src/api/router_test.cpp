@@ -34,10 +34,10 @@ TEST(RouterTest, ReportsAllowedMethodsOnMethodMismatch) {
 TEST(RouterTest, RefusesMalformedPaths) {
   Router r;
   r.Add(Method::kGet, "/api/v1/users/{id}", Access::kPublic, Noop());
-  for (const char* path : {"", "api/v1/users/1", "/api/v1/users/", "/api/v1/users//",
-                           "/api/v1/users/1/", "/api//v1/users/1", "/api/v1/users/..%2fetc",
-                           "/api/v1/users/%00", "/api/v1/users/%ff", "/api/v1/users/%ed%a0%80",
-                           "/api/v1/users/%zz", "/api/v1/users/%4", "/%61pi/v1/users/1"}) {
+  for (const char* path :
+       {"", "api/v1/users/1", "/api/v1/users/", "/api/v1/users//", "/api/v1/users/1/",
+        "/api//v1/users/1", "/api/v1/users/..%2fetc", "/api/v1/users/%00", "/api/v1/users/%ff",
+        "/api/v1/users/%ed%a0%80", "/api/v1/users/%zz", "/api/v1/users/%4", "/%61pi/v1/users/1"}) {
     auto m = r.Find(Method::kGet, path);
     EXPECT_EQ(m.route, nullptr) << path;
     EXPECT_TRUE(m.allowed.empty()) << path;

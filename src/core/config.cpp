@@ -1,9 +1,10 @@
 #include "core/config.hpp"
 
-#include <charconv>
-#include <cctype>
-#include <functional>
 #include <toml++/toml.h>
+
+#include <cctype>
+#include <charconv>
+#include <functional>
 
 extern char** environ;  // NOLINT
 
@@ -25,12 +26,10 @@ struct KeyDef {
   std::vector<std::string> choices = {};
 };
 
-
 template <class Section>
 KeyDef Str(const char* name, Section Config::*section, std::string Section::*field, const char* doc,
            std::vector<std::string> choices = {}) {
-  KeyDef d{name, Type::kString, doc,
-           [=](const Config& c) { return (c.*section).*field; },
+  KeyDef d{name, Type::kString, doc, [=](const Config& c) { return (c.*section).*field; },
            [=](Config& c, const std::string* s, std::int64_t, bool) { (c.*section).*field = *s; }};
   d.choices = std::move(choices);
   return d;
@@ -51,9 +50,10 @@ KeyDef Int(const char* name, Section Config::*section, Num Section::*field, std:
 
 template <class Section>
 KeyDef Bool(const char* name, Section Config::*section, bool Section::*field, const char* doc) {
-  return KeyDef{name, Type::kBoolean, doc,
-                [=](const Config& c) { return std::string((c.*section).*field ? "true" : "false"); },
-                [=](Config& c, const std::string*, std::int64_t, bool b) { (c.*section).*field = b; }};
+  return KeyDef{
+      name, Type::kBoolean, doc,
+      [=](const Config& c) { return std::string((c.*section).*field ? "true" : "false"); },
+      [=](Config& c, const std::string*, std::int64_t, bool b) { (c.*section).*field = b; }};
 }
 
 const std::vector<KeyDef>& Defs() {
@@ -77,8 +77,8 @@ const std::vector<KeyDef>& Defs() {
       Int("limits.max_header_bytes", &C::limits, &C::Limits::max_header_bytes, 1024, 1 << 20,
           "Largest request line plus headers; bounds per-connection memory before a request is "
           "even routed."),
-      Int("limits.handshake_timeout_ms", &C::limits, &C::Limits::handshake_timeout_ms, 100,
-          600'000, "Time allowed for the TLS handshake; stops idle sockets holding a slot."),
+      Int("limits.handshake_timeout_ms", &C::limits, &C::Limits::handshake_timeout_ms, 100, 600'000,
+          "Time allowed for the TLS handshake; stops idle sockets holding a slot."),
       Int("limits.header_timeout_ms", &C::limits, &C::Limits::header_timeout_ms, 100, 600'000,
           "Time allowed to receive a whole request header once its first byte arrived; cuts off "
           "slowloris clients that trickle headers to hold connections open."),
@@ -94,9 +94,8 @@ const std::vector<KeyDef>& Defs() {
       Int("limits.max_json_depth", &C::limits, &C::Limits::max_json_depth, 4, 1024,
           "Deepest JSON nesting accepted in a body; deeper input is refused with 400 before it "
           "can exhaust the stack."),
-      Int("limits.websocket_max_message_bytes", &C::limits,
-          &C::Limits::websocket_max_message_bytes, 128, 16 << 20,
-          "Largest WebSocket message accepted from a client."),
+      Int("limits.websocket_max_message_bytes", &C::limits, &C::Limits::websocket_max_message_bytes,
+          128, 16 << 20, "Largest WebSocket message accepted from a client."),
       Int("shutdown.drain_timeout_ms", &C::shutdown, &C::Shutdown::drain_timeout_ms, 0, 600'000,
           "On SIGTERM or SIGINT, how long in-flight requests may take to finish before the "
           "process exits anyway."),
@@ -129,9 +128,12 @@ std::string EnvName(std::string_view key) {
 
 const char* TypeName(Type t) {
   switch (t) {
-    case Type::kString: return "string";
-    case Type::kInteger: return "integer";
-    case Type::kBoolean: return "boolean";
+    case Type::kString:
+      return "string";
+    case Type::kInteger:
+      return "integer";
+    case Type::kBoolean:
+      return "boolean";
   }
   return "string";
 }
@@ -145,8 +147,8 @@ const KeyDef* FindKey(std::string_view name) {
 
 void CheckAndSet(Config& config, const KeyDef& def, const std::string* s, std::int64_t i, bool b) {
   if (def.type == Type::kInteger && (i < def.min || i > def.max)) {
-    throw ConfigError(def.name, "must be between " + std::to_string(def.min) + " and " +
-                                    std::to_string(def.max));
+    throw ConfigError(
+        def.name, "must be between " + std::to_string(def.min) + " and " + std::to_string(def.max));
   }
   if (def.type == Type::kString && !def.choices.empty()) {
     bool ok = false;
@@ -193,7 +195,8 @@ void SetFromText(Config& config, const KeyDef& def, const std::string& text) {
 
 void ApplyTable(Config& config, const toml::table& table, const std::string& prefix) {
   for (const auto& [k, node] : table) {
-    const std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    const std::string name =
+        prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
     if (const toml::table* sub = node.as_table()) {
       ApplyTable(config, *sub, name);
       continue;

@@ -75,9 +75,9 @@ class ConfigError : public std::runtime_error {
 
 // One documented key of the schema.
 struct ConfigKeyInfo {
-  std::string name;         // dotted, e.g. "limits.max_body_bytes"
-  std::string env;          // e.g. "CAREWIRE_LIMITS_MAX_BODY_BYTES"
-  std::string type;         // "string", "integer" or "boolean"
+  std::string name;  // dotted, e.g. "limits.max_body_bytes"
+  std::string env;   // e.g. "CAREWIRE_LIMITS_MAX_BODY_BYTES"
+  std::string type;  // "string", "integer" or "boolean"
   std::string default_text;
   std::string doc;
 };
@@ -93,9 +93,9 @@ struct ConfigValue {
 std::vector<ConfigValue> ConfigSchemaValues(const Config& config);
 
 struct ConfigSources {
-  std::string file;                           // "" for none
-  std::vector<std::string> environment;       // "NAME=value" entries, as in environ
-  std::map<std::string, std::string> flags;   // dotted key -> value
+  std::string file;                          // "" for none
+  std::vector<std::string> environment;      // "NAME=value" entries, as in environ
+  std::map<std::string, std::string> flags;  // dotted key -> value
 };
 
 // Builds the configuration from the layers. Throws ConfigError.

@@ -14,7 +14,10 @@ namespace fs = std::filesystem;
 
 class ConfigTest : public ::testing::Test {
  protected:
-  void SetUp() override { dir_ = fs::temp_directory_path() / ("cw-config-" + RandomHex(8)); fs::create_directories(dir_); }
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("cw-config-" + RandomHex(8));
+    fs::create_directories(dir_);
+  }
   void TearDown() override { fs::remove_all(dir_); }
   std::string File(const std::string& text) {
     const auto p = dir_ / "c.toml";
@@ -42,7 +45,8 @@ TEST_F(ConfigTest, DefaultsWithoutSources) {
 
 TEST_F(ConfigTest, PrecedenceIsFileThenEnvironmentThenFlags) {
   ConfigSources s;
-  s.file = File("[server]\nlisten = \"127.0.0.1:1\"\nthreads = 3\n[limits]\nmax_body_bytes = 4096\n");
+  s.file =
+      File("[server]\nlisten = \"127.0.0.1:1\"\nthreads = 3\n[limits]\nmax_body_bytes = 4096\n");
   s.environment = {"CAREWIRE_SERVER_LISTEN=127.0.0.1:2", "CAREWIRE_LIMITS_MAX_BODY_BYTES=8192",
                    "PATH=/bin", "CAREWIRE_CONFIG=ignored", "CAREWIRE_MASTER_KEY=ignored"};
   s.flags = {{"server.listen", "127.0.0.1:3"}};
@@ -66,8 +70,10 @@ TEST_F(ConfigTest, WrongTypesAndRangesNameTheKey) {
   EXPECT_EQ(BadKey({.file = File("[server]\nlisten = \"nocolon\"\n")}), "server.listen");
   EXPECT_EQ(BadKey({.environment = {"CAREWIRE_SERVER_THREADS=2x"}}), "server.threads");
   EXPECT_EQ(BadKey({.environment = {"CAREWIRE_SERVER_THREADS="}}), "server.threads");
-  EXPECT_EQ(BadKey({.environment = {"CAREWIRE_SERVER_THREADS=99999999999999999999"}}), "server.threads");
-  EXPECT_EQ(BadKey({.environment = {"CAREWIRE_DIAGNOSTICS_WRITE_PROBE=yes"}}), "diagnostics.write_probe");
+  EXPECT_EQ(BadKey({.environment = {"CAREWIRE_SERVER_THREADS=99999999999999999999"}}),
+            "server.threads");
+  EXPECT_EQ(BadKey({.environment = {"CAREWIRE_DIAGNOSTICS_WRITE_PROBE=yes"}}),
+            "diagnostics.write_probe");
   EXPECT_EQ(BadKey({.flags = {{"storage.backend", "oracle"}}}), "storage.backend");
   EXPECT_EQ(BadKey({.flags = {{"tls.cert_file", "/c.pem"}}}), "tls.key_file");
 }

@@ -8,12 +8,18 @@ class Category final : public boost::system::error_category {
   const char* name() const noexcept override { return "cw.core"; }
   std::string message(int ev) const override {
     switch (static_cast<Error>(ev)) {
-      case Error::kOk: return "ok";
-      case Error::kInvalidArgument: return "invalid argument";
-      case Error::kNotFound: return "not found";
-      case Error::kConflict: return "conflict";
-      case Error::kUnavailable: return "unavailable";
-      case Error::kInternal: return "internal error";
+      case Error::kOk:
+        return "ok";
+      case Error::kInvalidArgument:
+        return "invalid argument";
+      case Error::kNotFound:
+        return "not found";
+      case Error::kConflict:
+        return "conflict";
+      case Error::kUnavailable:
+        return "unavailable";
+      case Error::kInternal:
+        return "internal error";
     }
     return "unknown core error";
   }

@@ -16,9 +16,7 @@ enum class Error {
 
 const boost::system::error_category& ErrorCategory();
 
-inline ErrorCode make_error_code(Error e) {
-  return {static_cast<int>(e), ErrorCategory()};
-}
+inline ErrorCode make_error_code(Error e) { return {static_cast<int>(e), ErrorCategory()}; }
 
 }  // namespace cw::core
 

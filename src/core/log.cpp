@@ -1,7 +1,5 @@
 #include "core/log.hpp"
 
-#include "core/time.hpp"
-
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +8,8 @@
 #include <cstdio>
 #include <string>
 
+#include "core/time.hpp"
+
 namespace cw::log {
 namespace {
 
@@ -17,36 +17,60 @@ std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 
 std::string_view KeyName(Key key) {
   switch (key) {
-    case Key::kRequestId: return "request_id";
-    case Key::kRoute: return "route";
-    case Key::kMethod: return "method";
-    case Key::kStatus: return "status";
-    case Key::kLatencyUs: return "latency_us";
-    case Key::kBytesIn: return "bytes_in";
-    case Key::kBytesOut: return "bytes_out";
-    case Key::kError: return "error";
-    case Key::kErrorCode: return "error_code";
-    case Key::kCount: return "count";
-    case Key::kLimit: return "limit";
-    case Key::kAddress: return "address";
-    case Key::kPath: return "path";
-    case Key::kFingerprint: return "fingerprint";
-    case Key::kVersion: return "version";
-    case Key::kConnections: return "connections";
-    case Key::kConfigKey: return "config_key";
-    case Key::kBatchSize: return "batch_size";
-    case Key::kDurationMs: return "duration_ms";
-    case Key::kSignal: return "signal";
+    case Key::kRequestId:
+      return "request_id";
+    case Key::kRoute:
+      return "route";
+    case Key::kMethod:
+      return "method";
+    case Key::kStatus:
+      return "status";
+    case Key::kLatencyUs:
+      return "latency_us";
+    case Key::kBytesIn:
+      return "bytes_in";
+    case Key::kBytesOut:
+      return "bytes_out";
+    case Key::kError:
+      return "error";
+    case Key::kErrorCode:
+      return "error_code";
+    case Key::kCount:
+      return "count";
+    case Key::kLimit:
+      return "limit";
+    case Key::kAddress:
+      return "address";
+    case Key::kPath:
+      return "path";
+    case Key::kFingerprint:
+      return "fingerprint";
+    case Key::kVersion:
+      return "version";
+    case Key::kConnections:
+      return "connections";
+    case Key::kConfigKey:
+      return "config_key";
+    case Key::kBatchSize:
+      return "batch_size";
+    case Key::kDurationMs:
+      return "duration_ms";
+    case Key::kSignal:
+      return "signal";
   }
   return "unknown";
 }
 
 std::string_view LevelName(Level level) {
   switch (level) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
   }
   return "info";
 }
@@ -58,11 +82,21 @@ void AppendString(std::string& out, std::string_view text) {
   for (char c : text) {
     const auto u = static_cast<unsigned char>(c);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (u < 0x20) {
           char buf[8];

@@ -24,26 +24,26 @@ enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 // Every field name a log line may carry. Add a key here, with a reason, rather
 // than putting free text into a message.
 enum class Key {
-  kRequestId,     // server-generated request id
-  kRoute,         // route template as registered, e.g. /api/v1/users/{id}
-  kMethod,        // HTTP method
-  kStatus,        // HTTP status code
-  kLatencyUs,     // microseconds from first header byte to response written
-  kBytesIn,       // request body size
-  kBytesOut,      // response body size
-  kError,         // a fixed error message from an error category
-  kErrorCode,     // an API error code such as bad_request
-  kCount,         // a count of whatever the event is about
-  kLimit,         // the configured limit that was hit
-  kAddress,       // a listening address the operator configured
-  kPath,          // a filesystem path the operator configured
-  kFingerprint,   // a certificate fingerprint
-  kVersion,       // software or schema version
-  kConnections,   // open connection count
-  kConfigKey,     // a configuration key name
-  kBatchSize,     // writes grouped into one commit
-  kDurationMs,    // a duration in milliseconds
-  kSignal,        // a signal number
+  kRequestId,    // server-generated request id
+  kRoute,        // route template as registered, e.g. /api/v1/users/{id}
+  kMethod,       // HTTP method
+  kStatus,       // HTTP status code
+  kLatencyUs,    // microseconds from first header byte to response written
+  kBytesIn,      // request body size
+  kBytesOut,     // response body size
+  kError,        // a fixed error message from an error category
+  kErrorCode,    // an API error code such as bad_request
+  kCount,        // a count of whatever the event is about
+  kLimit,        // the configured limit that was hit
+  kAddress,      // a listening address the operator configured
+  kPath,         // a filesystem path the operator configured
+  kFingerprint,  // a certificate fingerprint
+  kVersion,      // software or schema version
+  kConnections,  // open connection count
+  kConfigKey,    // a configuration key name
+  kBatchSize,    // writes grouped into one commit
+  kDurationMs,   // a duration in milliseconds
+  kSignal,       // a signal number
 };
 
 using Value = std::variant<std::int64_t, double, bool, SafeText>;

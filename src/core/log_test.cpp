@@ -8,10 +8,13 @@ namespace cw::log {
 namespace {
 
 TEST(LogTest, LineIsOneJsonObjectWithNamedFields) {
-  const std::string line = FormatLineForTest(
-      Level::kInfo, "http.request",
-      {{Key::kRoute, SafeText("/api/v1/users/{id}")}, {Key::kStatus, 200}, {Key::kLatencyUs, 1234},
-       {Key::kBytesIn, std::uint64_t{5}}, {Key::kDurationMs, 1.5}, {Key::kCount, true}});
+  const std::string line = FormatLineForTest(Level::kInfo, "http.request",
+                                             {{Key::kRoute, SafeText("/api/v1/users/{id}")},
+                                              {Key::kStatus, 200},
+                                              {Key::kLatencyUs, 1234},
+                                              {Key::kBytesIn, std::uint64_t{5}},
+                                              {Key::kDurationMs, 1.5},
+                                              {Key::kCount, true}});
   ASSERT_FALSE(line.empty());
   EXPECT_EQ(line.back(), '\n');
   EXPECT_EQ(line.find('\n'), line.size() - 1);
@@ -28,15 +31,14 @@ TEST(LogTest, LineIsOneJsonObjectWithNamedFields) {
 }
 
 TEST(LogTest, TrustedTextIsEscapedSoTheLineStaysOneObject) {
-  const std::string line = FormatLineForTest(
-      Level::kError, "x", {{Key::kError, SafeText::Trusted("a\"b\\c\nd\x01")}});
+  const std::string line =
+      FormatLineForTest(Level::kError, "x", {{Key::kError, SafeText::Trusted("a\"b\\c\nd\x01")}});
   EXPECT_EQ(line.find('\n'), line.size() - 1);
   EXPECT_EQ(boost::json::parse(line).at("error").as_string(), "a\"b\\c\nd\x01");
 }
 
 TEST(LogTest, NonFiniteNumbersBecomeNull) {
-  const std::string line =
-      FormatLineForTest(Level::kWarn, "x", {{Key::kDurationMs, 1.0 / 0.0}});
+  const std::string line = FormatLineForTest(Level::kWarn, "x", {{Key::kDurationMs, 1.0 / 0.0}});
   EXPECT_TRUE(boost::json::parse(line).at("duration_ms").is_null());
 }
 

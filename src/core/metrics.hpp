@@ -57,7 +57,7 @@ class Histogram {
 // A label value: fixed text or a number (an HTTP status, say).
 class LabelValue {
  public:
-  LabelValue(SafeText text) : text_(text.view()) {}  // NOLINT: implicit on purpose
+  LabelValue(SafeText text) : text_(text.view()) {}          // NOLINT: implicit on purpose
   LabelValue(int number) : text_(std::to_string(number)) {}  // NOLINT
   const std::string& text() const { return text_; }
 

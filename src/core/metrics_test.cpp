@@ -14,7 +14,8 @@ TEST(MetricsTest, CountersAreSharedBySeriesAndRendered) {
   r.GetCounter("requests_total", "Requests", {{"route", SafeText("/b")}, {"status", 404}}).Add();
   const std::string text = r.RenderPrometheus();
   EXPECT_NE(text.find("# TYPE requests_total counter\n"), std::string::npos);
-  EXPECT_NE(text.find("requests_total{route=\"/a\",status=\"200\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("requests_total{route=\"/a\",status=\"200\"} 3\n"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("requests_total{route=\"/b\",status=\"404\"} 1\n"), std::string::npos);
 }
 

@@ -15,7 +15,8 @@ namespace cw {
 class SafeText {
  public:
   template <std::size_t N>
-  consteval SafeText(const char (&literal)[N]) : text_(literal, N - 1) {}  // NOLINT: implicit on purpose
+  consteval SafeText(const char (&literal)[N])
+      : text_(literal, N - 1) {}  // NOLINT: implicit on purpose
 
   // REQUIRES: `text` was produced by the server, not taken from input, and
   // outlives every use of this SafeText.

@@ -8,21 +8,21 @@ namespace {
 TEST(Utf8Test, AcceptsWellFormedText) {
   EXPECT_TRUE(IsValidUtf8(""));
   EXPECT_TRUE(IsValidUtf8("plain ascii"));
-  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9"));              // é
-  EXPECT_TRUE(IsValidUtf8("\xe2\x80\xae"));             // U+202E, valid though hostile
-  EXPECT_TRUE(IsValidUtf8("\xf0\x9f\x98\x80"));         // U+1F600
-  EXPECT_TRUE(IsValidUtf8("\xf4\x8f\xbf\xbf"));         // U+10FFFF
+  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9"));       // é
+  EXPECT_TRUE(IsValidUtf8("\xe2\x80\xae"));      // U+202E, valid though hostile
+  EXPECT_TRUE(IsValidUtf8("\xf0\x9f\x98\x80"));  // U+1F600
+  EXPECT_TRUE(IsValidUtf8("\xf4\x8f\xbf\xbf"));  // U+10FFFF
 }
 
 TEST(Utf8Test, RefusesMalformedText) {
   EXPECT_FALSE(IsValidUtf8("\xff"));
-  EXPECT_FALSE(IsValidUtf8("\xc3"));                    // truncated
-  EXPECT_FALSE(IsValidUtf8("\xc3\x28"));                // bad continuation
-  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));                // overlong '/'
-  EXPECT_FALSE(IsValidUtf8("\xe0\x80\xaf"));            // overlong
-  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));            // lone surrogate U+D800
-  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));        // above U+10FFFF
-  EXPECT_FALSE(IsValidUtf8("\x80"));                    // stray continuation
+  EXPECT_FALSE(IsValidUtf8("\xc3"));              // truncated
+  EXPECT_FALSE(IsValidUtf8("\xc3\x28"));          // bad continuation
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(IsValidUtf8("\xe0\x80\xaf"));      // overlong
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // lone surrogate U+D800
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\x80"));              // stray continuation
 }
 
 }  // namespace

@@ -92,9 +92,11 @@ int Serve(const core::Config& config) {
 
   std::cout << "tls certificate sha256 fingerprint " << tls.fingerprint_sha256
             << (tls.generated ? " (self-signed, created now)" : "") << "\n";
-  std::cout << "listening on https://" << (http.host().find(':') != std::string::npos ? "[" + http.host() + "]" : http.host())
+  std::cout << "listening on https://"
+            << (http.host().find(':') != std::string::npos ? "[" + http.host() + "]" : http.host())
             << ":" << http.port() << std::endl;
-  log::Info("server.started", {{log::Key::kConnections, static_cast<std::int64_t>(config.limits.max_connections)}});
+  log::Info("server.started",
+            {{log::Key::kConnections, static_cast<std::int64_t>(config.limits.max_connections)}});
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

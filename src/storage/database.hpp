@@ -28,16 +28,16 @@ namespace cw::storage {
 
 enum class Error {
   kOk = 0,
-  kConstraint,      // a UNIQUE, CHECK or FOREIGN KEY constraint refused the change
-  kIo,              // the disk refused a read, write or fsync
-  kCorrupt,         // the database file is damaged
-  kFailed,          // an earlier I/O error stopped writes: fail closed, never carry on
-  kClosed,          // the database is shutting down
-  kSchemaTooNew,    // the database was migrated by a newer Carewire
-  kBadStatement,    // SQL that does not prepare, or a wrong parameter count: a bug
-  kTypeMismatch,    // a column read as the wrong type: a bug
-  kBusy,            // the database is locked by another process
-  kInternal,        // any other backend error
+  kConstraint,    // a UNIQUE, CHECK or FOREIGN KEY constraint refused the change
+  kIo,            // the disk refused a read, write or fsync
+  kCorrupt,       // the database file is damaged
+  kFailed,        // an earlier I/O error stopped writes: fail closed, never carry on
+  kClosed,        // the database is shutting down
+  kSchemaTooNew,  // the database was migrated by a newer Carewire
+  kBadStatement,  // SQL that does not prepare, or a wrong parameter count: a bug
+  kTypeMismatch,  // a column read as the wrong type: a bug
+  kBusy,          // the database is locked by another process
+  kInternal,      // any other backend error
 };
 
 const boost::system::error_category& ErrorCategory();
@@ -103,8 +103,8 @@ using WriteDone = std::function<void(Status)>;
 using ReadWork = std::function<Status(Transaction&)>;
 
 struct DatabaseStats {
-  std::uint64_t commits = 0;        // batches committed
-  std::uint64_t writes = 0;         // write works committed
+  std::uint64_t commits = 0;  // batches committed
+  std::uint64_t writes = 0;   // write works committed
   std::uint64_t failed_commits = 0;
 };
 

@@ -4,12 +4,12 @@
 // header includes Asio and Beast; nothing outside transport/ includes it.
 
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/asio/awaitable.hpp>
 #include <condition_variable>
 #include <list>
 #include <memory>
@@ -75,8 +75,8 @@ struct ServerState {
 // connection's Drainable so the owning HTTP session can forward Drain().
 net::awaitable<void> RunWebSocket(std::shared_ptr<ServerState> state, TlsStream stream,
                                   beast::flat_buffer& buffer,
-                                  http::request<http::string_body> upgrade,
-                                  api::Request request, const api::Route& route,
+                                  http::request<http::string_body> upgrade, api::Request request,
+                                  const api::Route& route,
                                   std::function<void(std::shared_ptr<Drainable>)> on_open);
 
 }  // namespace cw::transport::detail

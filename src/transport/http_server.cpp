@@ -1,5 +1,7 @@
 #include "transport/http_server.hpp"
 
+#include <openssl/ssl.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -17,7 +19,6 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <iostream>
-#include <openssl/ssl.h>
 #include <stdexcept>
 #include <thread>
 
@@ -50,14 +51,22 @@ auto Awaitable() { return net::as_tuple(net::use_awaitable); }
 
 api::Method ToMethod(http::verb verb) {
   switch (verb) {
-    case http::verb::get: return api::Method::kGet;
-    case http::verb::head: return api::Method::kHead;
-    case http::verb::post: return api::Method::kPost;
-    case http::verb::put: return api::Method::kPut;
-    case http::verb::patch: return api::Method::kPatch;
-    case http::verb::delete_: return api::Method::kDelete;
-    case http::verb::options: return api::Method::kOptions;
-    default: return api::Method::kOther;
+    case http::verb::get:
+      return api::Method::kGet;
+    case http::verb::head:
+      return api::Method::kHead;
+    case http::verb::post:
+      return api::Method::kPost;
+    case http::verb::put:
+      return api::Method::kPut;
+    case http::verb::patch:
+      return api::Method::kPatch;
+    case http::verb::delete_:
+      return api::Method::kDelete;
+    case http::verb::options:
+      return api::Method::kOptions;
+    default:
+      return api::Method::kOther;
   }
 }
 
@@ -106,9 +115,7 @@ bool IsTransportClosed(const beast::error_code& ec) {
 class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(std::shared_ptr<ServerState> state, tcp::socket socket, ssl::context& ctx)
-      : state_(std::move(state)),
-        stream_(std::move(socket), ctx),
-        timer_(stream_.get_executor()) {}
+      : state_(std::move(state)), stream_(std::move(socket), ctx), timer_(stream_.get_executor()) {}
 
   ~HttpSession() override { state_->Unregister(handle_); }
 
@@ -134,7 +141,8 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       return;
     }
     if (phase_ == Phase::kIdle || phase_ == Phase::kHandshake) {
-      SetDeadline(std::min(deadline_, Clock::now() + std::chrono::milliseconds(state_->shutdown.idle_grace_ms)));
+      SetDeadline(std::min(
+          deadline_, Clock::now() + std::chrono::milliseconds(state_->shutdown.idle_grace_ms)));
     }
   }
 
@@ -291,8 +299,7 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
         net::use_awaitable);
   }
 
-  net::awaitable<bool> WriteResponse(const api::Request& req, api::Response& res,
-                                     bool keep_alive) {
+  net::awaitable<bool> WriteResponse(const api::Request& req, api::Response& res, bool keep_alive) {
     api::AddStandardHeaders(res, req.request_id);
     http::response<http::string_body> msg{static_cast<http::status>(res.status), 11};
     if (!res.content_type.empty()) msg.set(http::field::content_type, res.content_type);
@@ -339,22 +346,22 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
     const SafeText route_name = route ? SafeText::Trusted(route->pattern) : SafeText("unmatched");
     const double seconds = std::chrono::duration<double>(Clock::now() - req.started).count();
     state_->metrics
-        .GetCounter("carewire_http_requests_total", "HTTP requests by route template and status",
-                    {{"route", route_name}, {"method", api::MethodName(req.method)}, {"status", status}})
+        .GetCounter(
+            "carewire_http_requests_total", "HTTP requests by route template and status",
+            {{"route", route_name}, {"method", api::MethodName(req.method)}, {"status", status}})
         .Add();
     state_->metrics
         .GetHistogram("carewire_http_request_duration_seconds",
                       "Time from the first header byte to the response written",
                       metrics::LatencyBuckets(), {{"route", route_name}})
         .Observe(seconds);
-    log::Info("http.request",
-              {{log::Key::kRequestId, SafeText::Trusted(req.request_id)},
-               {log::Key::kMethod, api::MethodName(req.method)},
-               {log::Key::kRoute, route_name},
-               {log::Key::kStatus, status},
-               {log::Key::kLatencyUs, static_cast<std::int64_t>(seconds * 1e6)},
-               {log::Key::kBytesIn, static_cast<std::int64_t>(req.body.size())},
-               {log::Key::kBytesOut, static_cast<std::int64_t>(bytes_out)}});
+    log::Info("http.request", {{log::Key::kRequestId, SafeText::Trusted(req.request_id)},
+                               {log::Key::kMethod, api::MethodName(req.method)},
+                               {log::Key::kRoute, route_name},
+                               {log::Key::kStatus, status},
+                               {log::Key::kLatencyUs, static_cast<std::int64_t>(seconds * 1e6)},
+                               {log::Key::kBytesIn, static_cast<std::int64_t>(req.body.size())},
+                               {log::Key::kBytesOut, static_cast<std::int64_t>(bytes_out)}});
   }
 
   std::shared_ptr<ServerState> state_;
@@ -375,14 +382,16 @@ ServerState::ServerState(const core::Config& config, const api::Router& r, metri
       shutdown(config.shutdown),
       router(r),
       metrics(m),
-      connections_rejected(m.GetCounter("carewire_http_connections_rejected_total",
-                                        "Connections closed at once because max_connections were open")),
+      connections_rejected(
+          m.GetCounter("carewire_http_connections_rejected_total",
+                       "Connections closed at once because max_connections were open")),
       connections_timed_out(m.GetCounter("carewire_http_connections_timed_out_total",
                                          "Connections closed because a phase deadline passed")),
       websocket_messages_in(m.GetCounter("carewire_websocket_messages_received_total",
                                          "WebSocket messages received from clients")),
-      websocket_slow_consumers(m.GetCounter("carewire_websocket_slow_consumers_total",
-                                            "WebSocket connections closed because the client read too slowly")) {}
+      websocket_slow_consumers(
+          m.GetCounter("carewire_websocket_slow_consumers_total",
+                       "WebSocket connections closed because the client read too slowly")) {}
 
 ServerState::Handle ServerState::Register(std::weak_ptr<Drainable> connection) {
   std::lock_guard lock(mu_);
@@ -430,15 +439,15 @@ struct HttpServer::Impl {
         state(std::make_shared<ServerState>(cfg, router, registry)) {
     ConfigureTls(tls);
     registry.AddGauge("carewire_http_connections_open", "Open HTTP and WebSocket connections",
-                     [s = state] { return static_cast<double>(s->Count()); });
+                      [s = state] { return static_cast<double>(s->Count()); });
   }
 
   void ConfigureTls(const TlsMaterial& tls) {
     SSL_CTX* ctx = ssl_ctx.native_handle();
     // TLS 1.2 and 1.3 only; no compression (CRIME), no renegotiation.
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_options(
+        ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     // TLS 1.2: ECDHE (forward secrecy) with AEAD ciphers only. TLS 1.3's
     // suites are all AEAD and keep OpenSSL's defaults.
     if (SSL_CTX_set_cipher_list(ctx,

@@ -168,7 +168,8 @@ TlsMaterial PrepareTlsMaterial(const std::string& data_dir, const std::string& c
   struct stat st {};
   Check(::stat(m.key_file.c_str(), &st) == 0, "cannot read the key file");
   // A private key readable by others is a key that may be compromised.
-  Check((st.st_mode & (S_IRWXG | S_IRWXO)) == 0, "the key file must not be readable by others (chmod 600)");
+  Check((st.st_mode & (S_IRWXG | S_IRWXO)) == 0,
+        "the key file must not be readable by others (chmod 600)");
   m.fingerprint_sha256 = CertificateFingerprint(m.cert_file);
   return m;
 }

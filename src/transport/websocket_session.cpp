@@ -122,7 +122,8 @@ class WebSocketSession final : public Drainable,
     if (closing_) return;
     closing_ = true;
     closing_flag_ = true;
-    close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason.view());
+    close_reason_ =
+        websocket::close_reason(static_cast<websocket::close_code>(code), reason.view());
     StartWriter();
   }
 
@@ -156,7 +157,8 @@ class WebSocketSession final : public Drainable,
   }
 
   net::awaitable<void> CloseNow(std::uint16_t code) {
-    co_await ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code)), Awaitable());
+    co_await ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code)),
+                             Awaitable());
   }
 
   std::shared_ptr<ServerState> state_;

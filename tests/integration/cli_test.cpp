@@ -84,9 +84,9 @@ TEST(CliTest, FlagsBeatEnvironmentWhichBeatsTheFile) {
   const auto file = WriteFile(dir, "c.toml",
                               "[server]\nlisten = \"127.0.0.1:1111\"\n"
                               "[limits]\nmax_body_bytes = 5000\nidle_timeout_ms = 7000\n");
-  const auto r = RunCarewire({"config", "show", "--config", file, "--listen", "127.0.0.1:3333"},
-                             {{"CAREWIRE_SERVER_LISTEN", "127.0.0.1:2222"},
-                              {"CAREWIRE_LIMITS_MAX_BODY_BYTES", "6000"}});
+  const auto r = RunCarewire(
+      {"config", "show", "--config", file, "--listen", "127.0.0.1:3333"},
+      {{"CAREWIRE_SERVER_LISTEN", "127.0.0.1:2222"}, {"CAREWIRE_LIMITS_MAX_BODY_BYTES", "6000"}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("listen = \"127.0.0.1:3333\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("max_body_bytes = 6000"), std::string::npos) << r.out;

@@ -35,7 +35,8 @@ std::set<std::string> DocumentedOperations(const std::string& yaml) {
   std::istringstream lines(yaml);
   std::string line, path;
   bool in_paths = false;
-  static const std::set<std::string> kMethods = {"get", "put", "post", "delete", "patch", "head", "options"};
+  static const std::set<std::string> kMethods = {"get",   "put",  "post",   "delete",
+                                                 "patch", "head", "options"};
   while (std::getline(lines, line)) {
     if (line.rfind("paths:", 0) == 0) {
       in_paths = true;
@@ -45,7 +46,7 @@ std::set<std::string> DocumentedOperations(const std::string& yaml) {
     if (!line.empty() && line[0] != ' ' && line[0] != '#') break;  // next top-level key
     if (line.rfind("  /", 0) == 0 && line.back() == ':') {
       path = line.substr(2, line.size() - 3);
-      if (path.size() > 1 && path.front() == '\'' ) path = path.substr(1, path.size() - 2);
+      if (path.size() > 1 && path.front() == '\'') path = path.substr(1, path.size() - 2);
     } else if (line.rfind("    ", 0) == 0 && line[4] != ' ' && line.back() == ':') {
       std::string method = line.substr(4, line.size() - 5);
       if (kMethods.count(method)) {
@@ -76,8 +77,10 @@ TEST(DocsTest, EveryRouteIsDocumentedInOpenApiAndViceVersa) {
       registered.insert(std::string(api::MethodName(r->method).view()) + " " + r->pattern);
     }
     const auto documented = DocumentedOperations(ReadSource("docs/openapi.yaml"));
-    for (const auto& op : registered) EXPECT_TRUE(documented.count(op)) << "undocumented route: " << op;
-    for (const auto& op : documented) EXPECT_TRUE(registered.count(op)) << "documented but absent: " << op;
+    for (const auto& op : registered)
+      EXPECT_TRUE(documented.count(op)) << "undocumented route: " << op;
+    for (const auto& op : documented)
+      EXPECT_TRUE(registered.count(op)) << "documented but absent: " << op;
     EXPECT_FALSE(registered.empty());
     (*db)->Close();
   }

@@ -1,9 +1,8 @@
 // Limits that protect the server from abusive clients: body and header size,
 // slow clients, ambiguous framing, connection count and idle keep-alive.
 
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -54,7 +53,8 @@ TEST(LimitsTest, TenMegabyteBodyIs413) {
 
 TEST(LimitsTest, HugeHeaderIs431) {
   ServerProcess server(WithEnv({}));
-  const auto r = Fetch(server.port(), "GET", "/healthz", "", {{"x-filler", std::string(32 << 10, 'a')}});
+  const auto r =
+      Fetch(server.port(), "GET", "/healthz", "", {{"x-filler", std::string(32 << 10, 'a')}});
   EXPECT_EQ(r.status, 431);
   EXPECT_NE(r.body.find("headers_too_large"), std::string::npos);
 }
@@ -74,15 +74,16 @@ TEST(LimitsTest, ContentLengthWithTransferEncodingIs400) {
 
 TEST(LimitsTest, GarbageRequestLineIs400AndCloses) {
   ServerProcess server(WithEnv({}));
-  for (const char* raw : {"GARBAGE\r\n\r\n", "GET /healthz HTTP/9.9\r\n\r\n",
-                          "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
-                          "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-                          "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                          // CR/LF smuggling inside a header, a NUL in the target.
-                          "GET /healthz HTTP/1.1\r\nHost: x\rInjected: 1\r\n\r\n",
-                          "GET /healthz HTTP/1.1\r\nHost: x\nInjected: 1\r\n\r\n",
-                          "GET /hea\x01lthz HTTP/1.1\r\nHost: x\r\n\r\n",
-                          "GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n"}) {
+  for (const char* raw :
+       {"GARBAGE\r\n\r\n", "GET /healthz HTTP/9.9\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        // CR/LF smuggling inside a header, a NUL in the target.
+        "GET /healthz HTTP/1.1\r\nHost: x\rInjected: 1\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\nInjected: 1\r\n\r\n",
+        "GET /hea\x01lthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n"}) {
     HttpsConnection c(server.port());
     c.WriteRaw(raw);
     const auto r = c.ReadResponse();

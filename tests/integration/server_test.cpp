@@ -34,10 +34,8 @@ class ServerTest : public ::testing::Test {
     EXPECT_EQ(v.at("error").at("request_id").as_string(), r.Header("x-request-id"));
   }
 
-  static HttpResponse Probe(const std::string& body,
-                            const std::string& type = "application/json") {
-    return Fetch(port(), "POST", "/api/v1/diagnostics/write-probe", body,
-                 {{"content-type", type}});
+  static HttpResponse Probe(const std::string& body, const std::string& type = "application/json") {
+    return Fetch(port(), "POST", "/api/v1/diagnostics/write-probe", body, {{"content-type", type}});
   }
 
   static ServerProcess* server_;
@@ -58,8 +56,8 @@ TEST_F(ServerTest, ReadyzAnswersReadyWhileTheDatabaseAnswers) {
 }
 
 TEST_F(ServerTest, EveryResponseCarriesTheSecurityHeaders) {
-  for (const auto& r : {Fetch(port(), "GET", "/healthz"), Fetch(port(), "GET", "/nope"),
-                        Probe("{bad")}) {
+  for (const auto& r :
+       {Fetch(port(), "GET", "/healthz"), Fetch(port(), "GET", "/nope"), Probe("{bad")}) {
     EXPECT_EQ(r.Header("x-request-id").size(), 32u);
     EXPECT_EQ(r.Header("strict-transport-security"), "max-age=63072000; includeSubDomains");
     EXPECT_EQ(r.Header("cache-control"), "no-store");
@@ -200,8 +198,9 @@ TEST_F(ServerTest, MetricsCountRequestsByRouteTemplate) {
   const auto r = Fetch(port(), "GET", "/metrics");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.Header("content-type").rfind("text/plain", 0), 0u);
-  EXPECT_NE(r.body.find(R"(carewire_http_requests_total{route="/healthz",method="GET",status="200"})"),
-            std::string::npos)
+  EXPECT_NE(
+      r.body.find(R"(carewire_http_requests_total{route="/healthz",method="GET",status="200"})"),
+      std::string::npos)
       << r.body;
   EXPECT_NE(r.body.find("carewire_http_request_duration_seconds_bucket{route=\"/healthz\",le="),
             std::string::npos);
@@ -210,20 +209,25 @@ TEST_F(ServerTest, MetricsCountRequestsByRouteTemplate) {
 }
 
 TEST_F(ServerTest, OnlyTls12And13AreAccepted) {
-  EXPECT_FALSE(TlsHandshakeSucceeds(port(), {.min_version = TLS1_VERSION, .max_version = TLS1_VERSION}));
-  EXPECT_FALSE(TlsHandshakeSucceeds(port(), {.min_version = TLS1_1_VERSION, .max_version = TLS1_1_VERSION}));
-  EXPECT_TRUE(TlsHandshakeSucceeds(port(), {.min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION}));
-  EXPECT_TRUE(TlsHandshakeSucceeds(port(), {.min_version = TLS1_3_VERSION, .max_version = TLS1_3_VERSION}));
+  EXPECT_FALSE(
+      TlsHandshakeSucceeds(port(), {.min_version = TLS1_VERSION, .max_version = TLS1_VERSION}));
+  EXPECT_FALSE(
+      TlsHandshakeSucceeds(port(), {.min_version = TLS1_1_VERSION, .max_version = TLS1_1_VERSION}));
+  EXPECT_TRUE(
+      TlsHandshakeSucceeds(port(), {.min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION}));
+  EXPECT_TRUE(
+      TlsHandshakeSucceeds(port(), {.min_version = TLS1_3_VERSION, .max_version = TLS1_3_VERSION}));
   HttpsConnection c(port());
   EXPECT_EQ(c.TlsVersion(), "TLSv1.3");
 }
 
 TEST_F(ServerTest, WeakTls12SuitesAreRefused) {
-  for (const char* weak : {"AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA",
-                           "ECDHE-ECDSA-AES128-SHA", "DES-CBC3-SHA", "NULL-SHA256",
-                           "ECDHE-ECDSA-AES128-SHA256"}) {
+  for (const char* weak :
+       {"AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES128-SHA",
+        "DES-CBC3-SHA", "NULL-SHA256", "ECDHE-ECDSA-AES128-SHA256"}) {
     EXPECT_FALSE(TlsHandshakeSucceeds(
-        port(), {.min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION, .cipher_list = weak}))
+        port(),
+        {.min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION, .cipher_list = weak}))
         << weak;
   }
   EXPECT_TRUE(TlsHandshakeSucceeds(port(), {.min_version = TLS1_2_VERSION,

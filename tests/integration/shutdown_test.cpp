@@ -47,7 +47,8 @@ TEST(ShutdownTest, IdleKeepAliveConnectionsDoNotDelayShutdown) {
 TEST(ShutdownTest, NoRequestIsDroppedUnderLoad) {
   TempDir dir;
   const std::string data_dir = (dir.path() / "data").string();
-  ServerProcess server({.env = {{"CAREWIRE_DIAGNOSTICS_WRITE_PROBE", "true"}}, .data_dir = data_dir});
+  ServerProcess server(
+      {.env = {{"CAREWIRE_DIAGNOSTICS_WRITE_PROBE", "true"}}, .data_dir = data_dir});
 
   constexpr int kClients = 8;
   std::atomic<int> sent{0}, answered{0}, dropped{0}, refused{0};
@@ -105,16 +106,21 @@ TEST(ShutdownTest, NoRequestIsDroppedUnderLoad) {
 
   // Every acknowledged write survived (the probe keeps its newest 1,000 rows).
   sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2((data_dir + "/carewire.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_open_v2((data_dir + "/carewire.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+      SQLITE_OK);
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT id FROM write_probes", -1, &st, nullptr), SQLITE_OK);
   std::set<std::string> stored;
   while (sqlite3_step(st) == SQLITE_ROW) stored.insert(std::to_string(sqlite3_column_int64(st, 0)));
   sqlite3_finalize(st);
   sqlite3_close(db);
-  const std::int64_t newest = stored.empty() ? 0 : std::stoll(*std::max_element(
-      stored.begin(), stored.end(), [](auto& a, auto& b) { return std::stoll(a) < std::stoll(b); }));
+  const std::int64_t newest =
+      stored.empty()
+          ? 0
+          : std::stoll(*std::max_element(stored.begin(), stored.end(), [](auto& a, auto& b) {
+              return std::stoll(a) < std::stoll(b);
+            }));
   int missing = 0;
   for (const auto& id : acked_ids) {
     if (std::stoll(id) > newest - 1000 && stored.count(id) == 0) ++missing;

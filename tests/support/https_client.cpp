@@ -86,9 +86,9 @@ HttpsConnection::~HttpsConnection() {
   impl_->stream->next_layer().close(ec);
 }
 
-HttpResponse HttpsConnection::Send(const std::string& method, const std::string& target,
-                                   const std::string& body,
-                                   const std::vector<std::pair<std::string, std::string>>& headers) {
+HttpResponse HttpsConnection::Send(
+    const std::string& method, const std::string& target, const std::string& body,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, "localhost");
   bool has_type = false;
@@ -175,7 +175,8 @@ WebSocketClient::WebSocketClient(std::uint16_t port, const std::string& target,
                                  std::chrono::milliseconds timeout)
     : impl_(std::make_unique<Impl>()) {
   impl_->ctx = MakeContext({});
-  impl_->ws = std::make_unique<websocket::stream<ssl::stream<tcp::socket>>>(impl_->ioc, *impl_->ctx);
+  impl_->ws =
+      std::make_unique<websocket::stream<ssl::stream<tcp::socket>>>(impl_->ioc, *impl_->ctx);
   auto& sock = beast::get_lowest_layer(*impl_->ws);
   sock.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
   SetTimeouts(sock, timeout);

@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
-#include <regex>
 #include <stdexcept>
 
 extern char** environ;  // NOLINT
@@ -132,14 +131,15 @@ ServerProcess::ServerProcess(Options options) {
   err_fd_ = s.err;
   if (pipe2(wake_, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
   reader_ = std::thread([this] { ReadOutput(); });
-  const std::regex listening(R"(listening on https://127\.0\.0\.1:(\d+))");
+  const std::string listening = "listening on https://127.0.0.1:";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     const std::string out = Stdout();
-    std::smatch m;
-    if (std::regex_search(out, m, listening)) {
-      port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
+    const std::size_t at = out.find(listening);
+    const std::size_t eol = at == std::string::npos ? at : out.find('\n', at);
+    if (eol != std::string::npos) {
+      port_ = static_cast<std::uint16_t>(std::stoi(out.substr(at + listening.size())));
       return;
     }
     int status = 0;

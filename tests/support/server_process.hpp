@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace cw::testing {
@@ -80,8 +80,8 @@ class ServerProcess {
   int out_fd_ = -1;
   int err_fd_ = -1;
   std::mutex mu_;
-  std::string out_;  // guarded by mu_
-  std::string err_;  // guarded by mu_
+  std::string out_;         // guarded by mu_
+  std::string err_;         // guarded by mu_
   int wake_[2] = {-1, -1};  // a pipe that tells the reader thread to stop
   std::thread reader_;
   std::uint16_t port_ = 0;
