@@ -6,7 +6,7 @@ DATA_DIR ?= var/data
 LISTEN ?= 127.0.0.1:8443
 CAREWIRE := build/release/apps/carewire/carewire
 
-.PHONY: all deps build run test test-release test-asan bench format clean
+.PHONY: all deps build run test test-release test-asan bench format lint clean
 
 all: build
 
@@ -42,6 +42,12 @@ bench: deps
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+# The short clang-tidy list in .clang-tidy, over our sources (needs a debug
+# configure for compile_commands.json).
+lint: deps
+	cmake --preset debug >/dev/null
+	git ls-files 'src/*.cpp' 'apps/*.cpp' | xargs clang-tidy -p build/debug --quiet
 
 clean:
 	rm -rf build

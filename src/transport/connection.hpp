@@ -71,12 +71,17 @@ struct ServerState {
 };
 
 // Runs an accepted WebSocket upgrade to completion: the handshake answer,
-// then the message loop, until either side closes. `on_open` is given the
-// connection's Drainable so the owning HTTP session can forward Drain().
-net::awaitable<void> RunWebSocket(std::shared_ptr<ServerState> state, TlsStream stream,
+// then the message loop, until either side closes. Takes the TLS stream over
+// (moving it out of `stream`) and stores the session in `websocket` so the
+// owning HTTP session can forward Drain().
+//
+// Every parameter is a reference to the caller's coroutine frame, which
+// outlives this call. GCC 12 may destroy by-value coroutine parameters and
+// temporaries of a co_await expression twice, so coroutines here take none
+// with a non-trivial destructor.
+net::awaitable<void> RunWebSocket(const std::shared_ptr<ServerState>& state, TlsStream& stream,
                                   beast::flat_buffer& buffer,
-                                  http::request<http::string_body> upgrade, api::Request request,
-                                  const api::Route& route,
-                                  std::function<void(std::shared_ptr<Drainable>)> on_open);
+                                  http::request<http::string_body>& upgrade, api::Request& request,
+                                  const api::Route& route, std::weak_ptr<Drainable>& websocket);
 
 }  // namespace cw::transport::detail

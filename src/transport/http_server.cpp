@@ -121,8 +121,12 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
 
   void Start(ServerState::Handle handle) {
     handle_ = handle;
-    net::co_spawn(stream_.get_executor(), Watchdog(shared_from_this()), net::detached);
-    net::co_spawn(stream_.get_executor(), Run(shared_from_this()), [](std::exception_ptr e) {
+    // Each coroutine keeps the session alive through its completion handler.
+    // (Coroutines here never take a shared_ptr parameter: GCC 12 can destroy
+    // a by-value coroutine parameter twice.)
+    net::co_spawn(stream_.get_executor(), Watchdog(),
+                  [self = shared_from_this()](std::exception_ptr) {});
+    net::co_spawn(stream_.get_executor(), Run(), [self = shared_from_this()](std::exception_ptr e) {
       // Exceptions are bugs; they must never escape into Asio.
       if (e) log::Error("http.session_exception");
     });
@@ -154,15 +158,15 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
   }
   void SetTimeout(std::int64_t ms) { SetDeadline(Clock::now() + std::chrono::milliseconds(ms)); }
 
-  static net::awaitable<void> Watchdog(std::shared_ptr<HttpSession> self) {
-    while (!self->closed_) {
-      if (self->deadline_ <= Clock::now()) {
-        if (self->phase_ != Phase::kClosing) self->state_->connections_timed_out.Add();
-        self->CloseSocket();
+  net::awaitable<void> Watchdog() {
+    while (!closed_) {
+      if (deadline_ <= Clock::now()) {
+        if (phase_ != Phase::kClosing) state_->connections_timed_out.Add();
+        CloseSocket();
         co_return;
       }
-      self->timer_.expires_at(self->deadline_);
-      co_await self->timer_.async_wait(Awaitable());
+      timer_.expires_at(deadline_);
+      co_await timer_.async_wait(Awaitable());
     }
   }
 
@@ -175,11 +179,11 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
     timer_.cancel();
   }
 
-  static net::awaitable<void> Run(std::shared_ptr<HttpSession> self) {
-    co_await self->Serve();
-    if (self->phase_ != Phase::kUpgraded) co_await self->Finish();
-    self->closed_ = true;
-    self->timer_.cancel();
+  net::awaitable<void> Run() {
+    co_await Serve();
+    if (phase_ != Phase::kUpgraded) co_await Finish();
+    closed_ = true;
+    timer_.cancel();
   }
 
   net::awaitable<void> Serve() {
@@ -227,11 +231,8 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
           timer_.cancel();
           closed_ = true;  // the watchdog stops; the WebSocket keeps its own timers
           LogRequest(req, match.route, 101, 0);
-          co_await RunWebSocket(state_, std::move(stream_), buffer_, parser.release(),
-                                std::move(req), *match.route,
-                                [self = shared_from_this()](std::shared_ptr<Drainable> ws) {
-                                  self->websocket_ = ws;
-                                });
+          http::request<http::string_body> upgrade = parser.release();
+          co_await RunWebSocket(state_, stream_, buffer_, upgrade, req, *match.route, websocket_);
           co_return;
         }
       }

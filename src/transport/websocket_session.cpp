@@ -31,8 +31,8 @@ class WebSocketSession final : public Drainable,
   WebSocketSession(std::shared_ptr<ServerState> state, TlsStream stream)
       : state_(std::move(state)), ws_(std::move(stream)) {}
 
-  net::awaitable<void> Run(beast::flat_buffer& buffer, http::request<http::string_body> upgrade,
-                           api::Request request, const api::Route& route) {
+  net::awaitable<void> Run(beast::flat_buffer& buffer, http::request<http::string_body>& upgrade,
+                           const api::Request& request, const api::Route& route) {
     auto self = shared_from_this();
     websocket::stream_base::timeout timeouts;
     timeouts.handshake_timeout = std::chrono::milliseconds(state_->limits.handshake_timeout_ms);
@@ -130,30 +130,31 @@ class WebSocketSession final : public Drainable,
   void StartWriter() {
     if (writing_) return;
     writing_ = true;
-    net::co_spawn(ws_.get_executor(), Writer(shared_from_this()), net::detached);
+    // The completion handler keeps the session alive while the writer runs.
+    net::co_spawn(ws_.get_executor(), Writer(), [self = shared_from_this()](std::exception_ptr) {});
   }
 
   // The only writer: Beast allows one write (or close) in flight at a time.
-  static net::awaitable<void> Writer(std::shared_ptr<WebSocketSession> self) {
-    while (!self->outbox_.empty()) {
-      std::string msg = std::move(self->outbox_.front());
-      self->outbox_.pop_front();
-      self->queued_bytes_ -= msg.size();
-      self->ws_.text(true);
-      auto [ec, n] = co_await self->ws_.async_write(net::buffer(msg), Awaitable());
+  net::awaitable<void> Writer() {
+    while (!outbox_.empty()) {
+      std::string msg = std::move(outbox_.front());
+      outbox_.pop_front();
+      queued_bytes_ -= msg.size();
+      ws_.text(true);
+      auto [ec, n] = co_await ws_.async_write(net::buffer(msg), Awaitable());
       if (ec) {
-        self->outbox_.clear();
-        self->queued_bytes_ = 0;
-        self->writing_ = false;
+        outbox_.clear();
+        queued_bytes_ = 0;
+        writing_ = false;
         co_return;
       }
     }
-    if (self->close_reason_ && self->ws_.is_open()) {
-      auto reason = *self->close_reason_;
-      self->close_reason_.reset();
-      co_await self->ws_.async_close(reason, Awaitable());
+    if (close_reason_ && ws_.is_open()) {
+      auto reason = *close_reason_;
+      close_reason_.reset();
+      co_await ws_.async_close(reason, Awaitable());
     }
-    self->writing_ = false;
+    writing_ = false;
   }
 
   net::awaitable<void> CloseNow(std::uint16_t code) {
@@ -174,14 +175,13 @@ class WebSocketSession final : public Drainable,
 
 }  // namespace
 
-net::awaitable<void> RunWebSocket(std::shared_ptr<ServerState> state, TlsStream stream,
+net::awaitable<void> RunWebSocket(const std::shared_ptr<ServerState>& state, TlsStream& stream,
                                   beast::flat_buffer& buffer,
-                                  http::request<http::string_body> upgrade, api::Request request,
-                                  const api::Route& route,
-                                  std::function<void(std::shared_ptr<Drainable>)> on_open) {
-  auto session = std::make_shared<WebSocketSession>(std::move(state), std::move(stream));
-  on_open(session);
-  co_await session->Run(buffer, std::move(upgrade), std::move(request), route);
+                                  http::request<http::string_body>& upgrade, api::Request& request,
+                                  const api::Route& route, std::weak_ptr<Drainable>& websocket) {
+  auto session = std::make_shared<WebSocketSession>(state, std::move(stream));
+  websocket = session;
+  co_await session->Run(buffer, upgrade, request, route);
 }
 
 }  // namespace cw::transport::detail

@@ -20,7 +20,7 @@ class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { server_ = new ServerProcess({.env = kProbeEnv}); }
   static void TearDownTestSuite() {
-    EXPECT_EQ(server_->Stop(SIGTERM), 0);
+    EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Stderr();
     delete server_;
   }
   static std::uint16_t port() { return server_->port(); }
