@@ -21,10 +21,14 @@ class Category final : public boost::system::error_category {
   const char* name() const noexcept override { return "cw.crypto"; }
   std::string message(int ev) const override {
     switch (static_cast<Error>(ev)) {
-      case Error::kOk: return "ok";
-      case Error::kMalformed: return "sealed value is malformed";
-      case Error::kUnknownKeyVersion: return "sealed value names an unknown key version";
-      case Error::kAuthentication: return "sealed value failed authentication";
+      case Error::kOk:
+        return "ok";
+      case Error::kMalformed:
+        return "sealed value is malformed";
+      case Error::kUnknownKeyVersion:
+        return "sealed value names an unknown key version";
+      case Error::kAuthentication:
+        return "sealed value failed authentication";
     }
     return "unknown crypto error";
   }
@@ -103,7 +107,8 @@ const DataKey* KeyRing::Current() const {
   return keys_.empty() ? nullptr : keys_.rbegin()->second.get();
 }
 
-Bytes Seal(const DataKey& key, const SealContext& context, std::span<const std::uint8_t> plaintext) {
+Bytes Seal(const DataKey& key, const SealContext& context,
+           std::span<const std::uint8_t> plaintext) {
   EnsureInitialized();
   Bytes out(kHeaderSize + kNonceSize + plaintext.size() + kTagSize);
   out[0] = kFormatVersion;
@@ -147,10 +152,9 @@ Result<Bytes> Open(const KeyRing& keys, const SealContext& context,
   const auto body = sealed.subspan(kHeaderSize + kNonceSize);
   Bytes plain(body.size() - kTagSize);
   unsigned long long written = 0;
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain.data(), &written, nullptr, body.data(),
-                                                 body.size(), ad.data(), ad.size(),
-                                                 sealed.data() + kHeaderSize,
-                                                 key->bytes().data()) != 0) {
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+          plain.data(), &written, nullptr, body.data(), body.size(), ad.data(), ad.size(),
+          sealed.data() + kHeaderSize, key->bytes().data()) != 0) {
     return Error::kAuthentication;
   }
   plain.resize(static_cast<std::size_t>(written));
