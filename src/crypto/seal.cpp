@@ -34,15 +34,19 @@ class Category final : public boost::system::error_category {
   }
 };
 
+}  // namespace
+
+namespace {
+
 void AppendField(Bytes& out, std::string_view field) {
-  // Length-prefixed, so ("ab","c") and ("a","bc") differ.
   const auto n = static_cast<std::uint32_t>(field.size());
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(n >> shift));
   out.insert(out.end(), field.begin(), field.end());
 }
 
-// Associated data: the header (format and key version) and the context.
-Bytes AssociatedData(std::span<const std::uint8_t> header, const SealContext& c) {
+}  // namespace
+
+Bytes BindingData(std::span<const std::uint8_t> header, const SealContext& c) {
   Bytes ad(header.begin(), header.end());
   AppendField(ad, c.org_id);
   AppendField(ad, c.table);
@@ -50,8 +54,6 @@ Bytes AssociatedData(std::span<const std::uint8_t> header, const SealContext& c)
   AppendField(ad, c.row_id);
   return ad;
 }
-
-}  // namespace
 
 const boost::system::error_category& ErrorCategory() {
   static const Category category;
@@ -119,7 +121,7 @@ Bytes Seal(const DataKey& key, const SealContext& context,
   out[4] = static_cast<std::uint8_t>(v);
   std::uint8_t* nonce = out.data() + kHeaderSize;
   randombytes_buf(nonce, kNonceSize);
-  const Bytes ad = AssociatedData({out.data(), kHeaderSize}, context);
+  const Bytes ad = BindingData({out.data(), kHeaderSize}, context);
   unsigned long long written = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(out.data() + kHeaderSize + kNonceSize, &written,
                                              plaintext.data(), plaintext.size(), ad.data(),
@@ -148,7 +150,7 @@ Result<Bytes> Open(const KeyRing& keys, const SealContext& context,
   if (!version) return version.error();
   const DataKey* key = keys.Find(*version);
   if (key == nullptr) return Error::kUnknownKeyVersion;
-  const Bytes ad = AssociatedData(sealed.subspan(0, kHeaderSize), context);
+  const Bytes ad = BindingData(sealed.subspan(0, kHeaderSize), context);
   const auto body = sealed.subspan(kHeaderSize + kNonceSize);
   Bytes plain(body.size() - kTagSize);
   unsigned long long written = 0;

@@ -92,6 +92,11 @@ class KeyRing {
   std::map<std::uint32_t, std::shared_ptr<const DataKey>> keys_;
 };
 
+// The associated data that binds a sealed value: its header bytes (format and
+// key version), then each context field length-prefixed, so ("ab","c") and
+// ("a","bc") differ. Shared by Seal and SealStream.
+Bytes BindingData(std::span<const std::uint8_t> header, const SealContext& context);
+
 Bytes Seal(const DataKey& key, const SealContext& context, std::span<const std::uint8_t> plaintext);
 Bytes Seal(const DataKey& key, const SealContext& context, std::string_view plaintext);
 
