@@ -46,6 +46,19 @@ void AppendField(Bytes& out, std::string_view field) {
 
 }  // namespace
 
+void WriteHeader(std::uint8_t format, std::uint32_t key_version, std::uint8_t* out) {
+  out[0] = format;
+  out[1] = static_cast<std::uint8_t>(key_version >> 24);
+  out[2] = static_cast<std::uint8_t>(key_version >> 16);
+  out[3] = static_cast<std::uint8_t>(key_version >> 8);
+  out[4] = static_cast<std::uint8_t>(key_version);
+}
+
+std::uint32_t ReadHeaderKeyVersion(const std::uint8_t* header) {
+  return (std::uint32_t{header[1]} << 24) | (std::uint32_t{header[2]} << 16) |
+         (std::uint32_t{header[3]} << 8) | std::uint32_t{header[4]};
+}
+
 Bytes BindingData(std::span<const std::uint8_t> header, const SealContext& c) {
   Bytes ad(header.begin(), header.end());
   AppendField(ad, c.org_id);
@@ -113,12 +126,7 @@ Bytes Seal(const DataKey& key, const SealContext& context,
            std::span<const std::uint8_t> plaintext) {
   EnsureInitialized();
   Bytes out(kHeaderSize + kNonceSize + plaintext.size() + kTagSize);
-  out[0] = kFormatVersion;
-  const std::uint32_t v = key.version();
-  out[1] = static_cast<std::uint8_t>(v >> 24);
-  out[2] = static_cast<std::uint8_t>(v >> 16);
-  out[3] = static_cast<std::uint8_t>(v >> 8);
-  out[4] = static_cast<std::uint8_t>(v);
+  WriteHeader(kFormatVersion, key.version(), out.data());
   std::uint8_t* nonce = out.data() + kHeaderSize;
   randombytes_buf(nonce, kNonceSize);
   const Bytes ad = BindingData({out.data(), kHeaderSize}, context);
@@ -139,8 +147,7 @@ Result<std::uint32_t> SealedKeyVersion(std::span<const std::uint8_t> sealed) {
   if (sealed.size() < kHeaderSize + kNonceSize + kTagSize || sealed[0] != kFormatVersion) {
     return Error::kMalformed;
   }
-  return (std::uint32_t{sealed[1]} << 24) | (std::uint32_t{sealed[2]} << 16) |
-         (std::uint32_t{sealed[3]} << 8) | std::uint32_t{sealed[4]};
+  return ReadHeaderKeyVersion(sealed.data());
 }
 
 Result<Bytes> Open(const KeyRing& keys, const SealContext& context,

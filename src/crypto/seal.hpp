@@ -92,6 +92,11 @@ class KeyRing {
   std::map<std::uint32_t, std::shared_ptr<const DataKey>> keys_;
 };
 
+// The 5-byte header both stored formats start with: format version, then the
+// data-key version big-endian. Shared by Seal and SealStream.
+void WriteHeader(std::uint8_t format, std::uint32_t key_version, std::uint8_t* out);
+std::uint32_t ReadHeaderKeyVersion(const std::uint8_t* header);
+
 // The associated data that binds a sealed value: its header bytes (format and
 // key version), then each context field length-prefixed, so ("ab","c") and
 // ("a","bc") differ. Shared by Seal and SealStream.

@@ -28,12 +28,7 @@ void SealStream(const DataKey& key, const SealContext& context, const StreamRead
                 const StreamWriter& write) {
   EnsureInitialized();
   std::uint8_t header[kHeaderSize];
-  header[0] = kChunkedFormat;
-  const std::uint32_t v = key.version();
-  header[1] = static_cast<std::uint8_t>(v >> 24);
-  header[2] = static_cast<std::uint8_t>(v >> 16);
-  header[3] = static_cast<std::uint8_t>(v >> 8);
-  header[4] = static_cast<std::uint8_t>(v);
+  WriteHeader(kChunkedFormat, key.version(), header);
   crypto_secretstream_xchacha20poly1305_state state;
   crypto_secretstream_xchacha20poly1305_init_push(&state, header + 5, key.bytes().data());
   write({header, kHeaderSize});
@@ -67,9 +62,7 @@ Status OpenStream(const KeyRing& keys, const SealContext& context, const StreamR
   if (ReadFull(read, {header, kHeaderSize}) != kHeaderSize || header[0] != kChunkedFormat) {
     return Error::kMalformed;
   }
-  const std::uint32_t version = (std::uint32_t{header[1]} << 24) |
-                                (std::uint32_t{header[2]} << 16) | (std::uint32_t{header[3]} << 8) |
-                                std::uint32_t{header[4]};
+  const std::uint32_t version = ReadHeaderKeyVersion(header);
   const DataKey* key = keys.Find(version);
   if (key == nullptr) return Error::kUnknownKeyVersion;
   crypto_secretstream_xchacha20poly1305_state state;
