@@ -22,6 +22,91 @@ constexpr Migration kMigrations[] = {
         padding BLOB NOT NULL DEFAULT x''
       ) STRICT;
     )sql"},
+    {2, "organizations, keys, users, audit log", R"sql(
+      -- The deployment itself: one row. Its Ed25519 key signs audit
+      -- checkpoints; the private seed is stored wrapped by the master key.
+      CREATE TABLE deployment (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        created_at TEXT NOT NULL,
+        audit_signing_public_key BLOB NOT NULL,
+        audit_signing_key_wrapped BLOB NOT NULL
+      ) STRICT;
+
+      CREATE TABLE organizations (
+        id TEXT PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended')),
+        created_at TEXT NOT NULL
+      ) STRICT;
+
+      -- Each organization's keys, wrapped by the master key (whose version
+      -- is kek_version). 'data' keys seal PHI: the highest version seals new
+      -- values and every version opens. The 'blind_index' key keys the
+      -- hashes that find a value without its plaintext.
+      CREATE TABLE org_keys (
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        purpose TEXT NOT NULL CHECK (purpose IN ('data', 'blind_index')),
+        version INTEGER NOT NULL CHECK (version > 0),
+        wrapped BLOB NOT NULL,
+        kek_version INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (org_id, purpose, version)
+      ) STRICT;
+
+      CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        username TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        roles TEXT NOT NULL,                    -- JSON array of role names
+        password_hash TEXT NOT NULL,            -- Argon2id, libsodium's encoded form
+        password_temporary INTEGER NOT NULL,    -- 1: a one-time password to replace
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'deactivated')),
+        created_at TEXT NOT NULL,
+        UNIQUE (org_id, username)
+      ) STRICT;
+
+      -- The audit log: one append-only sequence for the deployment. Each
+      -- row's hash is SHA-256(previous row's hash || the row's canonical
+      -- form); see src/audit/. Never message content, never a secret.
+      CREATE TABLE audit_events (
+        seq INTEGER PRIMARY KEY,
+        occurred_at TEXT NOT NULL,
+        org_id TEXT,
+        actor_type TEXT NOT NULL CHECK (actor_type IN ('user', 'device', 'patient', 'system')),
+        actor_id TEXT,
+        action TEXT NOT NULL,
+        target_type TEXT,
+        target_id TEXT,
+        patient_id TEXT,
+        outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure', 'denied')),
+        source_address TEXT,
+        request_id TEXT,
+        details TEXT,
+        hash BLOB NOT NULL
+      ) STRICT;
+      CREATE INDEX audit_events_by_org_time ON audit_events (org_id, occurred_at);
+      CREATE INDEX audit_events_by_time ON audit_events (occurred_at);
+
+      -- Append-only for the application: a bug cannot rewrite history. (The
+      -- hash chain and the signed checkpoints detect anyone who goes around
+      -- this with direct access to the file.)
+      CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+      BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+      CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+      BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+
+      -- Sealed diagnostics values: the sealed-probe route stores a value
+      -- sealed for an organization, so the seal, store, audit and key
+      -- rotation path can be exercised and measured before real PHI exists.
+      CREATE TABLE sealed_probes (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        value BLOB NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+    )sql"},
 };
 
 constexpr bool VersionsAreContiguous() {
