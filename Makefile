@@ -17,8 +17,17 @@ build: deps
 	cmake --preset release >/dev/null
 	cmake --build --preset release --target carewire
 
+ORG ?= clinic
+ORG_NAME ?= My Clinic
+OWNER ?= owner
+
 # Builds and runs the server on the embedded SQLite database in $(DATA_DIR).
+# On a fresh data directory it first creates the keys, the database and a
+# first organization, and prints its owner's one-time password.
 run: build
+	@if [ ! -e $(DATA_DIR)/master.key ] && [ -z "$$CAREWIRE_MASTER_KEY" ]; then \
+	  $(CAREWIRE) init --data-dir $(DATA_DIR) --org $(ORG) --org-name "$(ORG_NAME)" --owner $(OWNER); \
+	fi
 	$(CAREWIRE) serve --data-dir $(DATA_DIR) --listen $(LISTEN)
 
 # The whole suite in an optimized build, then again under ASan+UBSan.

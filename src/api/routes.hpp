@@ -7,6 +7,7 @@
 #include "api/json_body.hpp"
 #include "api/router.hpp"
 #include "core/metrics.hpp"
+#include "keys/key_store.hpp"
 #include "storage/database.hpp"
 
 namespace cw::api {
@@ -19,6 +20,14 @@ void AddHealthRoutes(Router& router, storage::Database& db, metrics::Registry& m
 // size) durably and answers with the time the commit took. Registered only
 // when the operator enables diagnostics.write_probe.
 void AddDiagnosticsRoutes(Router& router, storage::Database& db, const JsonLimits& limits);
+
+// POST /api/v1/diagnostics/sealed-probe {"org":"slug","value":"..."} seals
+// the value for the organization, stores it and audits it in one
+// transaction; GET /api/v1/diagnostics/sealed-probe/{id} opens it (audited)
+// and answers whether it opened and with which key version, never the value.
+// Registered only when the operator enables diagnostics.sealed_probe.
+void AddSealedProbeRoutes(Router& router, storage::Database& db, keys::KeyStore& keys,
+                          const JsonLimits& limits);
 
 // GET /api/v1/events: the live event stream (WebSocket).
 void AddEventRoutes(Router& router, const JsonLimits& limits);

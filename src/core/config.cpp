@@ -109,11 +109,37 @@ const std::vector<KeyDef>& Defs() {
           "Read-only connections in the reader pool."),
       Int("storage.max_batch", &C::storage, &C::Storage::max_batch, 1, 100'000,
           "Most write transactions grouped into one commit (one fsync)."),
+      Str("keys.master_key_file", &C::keys, &C::Keys::master_key_file,
+          "Master key file (mode 0600; refused if group or others may read it). Empty: "
+          "`master.key` in the data directory. `CAREWIRE_MASTER_KEY`, when set, is used instead "
+          "of any file."),
+      Int("keys.cache_ttl_ms", &C::keys, &C::Keys::cache_ttl_ms, 10, 3'600'000,
+          "How long unwrapped organization keys are cached. A data key added by `carewire keys "
+          "rotate` seals new values within this time; re-encryption waits for it to pass."),
+      Int("keys.reencrypt_batch", &C::keys, &C::Keys::reencrypt_batch, 1, 100'000,
+          "Values re-sealed per transaction after a data-key rotation; small batches keep "
+          "each write short so traffic is not held up."),
+      Int("keys.reencrypt_poll_ms", &C::keys, &C::Keys::reencrypt_poll_ms, 10, 3'600'000,
+          "How often the re-encryption job looks for a new rotation."),
+      Str("audit.checkpoint_file", &C::audit, &C::Audit::checkpoint_file,
+          "File the signed audit checkpoints are appended to. Put it on other storage than the "
+          "database (or ship it elsewhere) so that removing the log's tail is detected. Empty: "
+          "`audit-checkpoints.jsonl` in the data directory."),
+      Int("audit.checkpoint_every_events", &C::audit, &C::Audit::checkpoint_every_events, 1,
+          10'000'000, "A checkpoint is signed once this many events follow the last one."),
+      Int("audit.checkpoint_interval_ms", &C::audit, &C::Audit::checkpoint_interval_ms, 100,
+          86'400'000,
+          "A checkpoint is signed at least this often while events are being added, and at "
+          "graceful shutdown."),
       Str("log.level", &C::log, &C::Log::level, "Least severe level written.",
           {"debug", "info", "warn", "error"}),
       Bool("diagnostics.write_probe", &C::diagnostics, &C::Diagnostics::write_probe,
            "Enables `POST /api/v1/diagnostics/write-probe`, which commits one row durably and "
            "reports the commit time. For measuring the write path; off in production."),
+      Bool("diagnostics.sealed_probe", &C::diagnostics, &C::Diagnostics::sealed_probe,
+           "Enables `/api/v1/diagnostics/sealed-probe`, which seals a value for an organization, "
+           "stores it with its audit event, and later proves it still opens. For testing and "
+           "measuring sealing, auditing and key rotation; off in production."),
   };
   return defs;
 }

@@ -52,12 +52,26 @@ struct Config {
     std::int64_t max_batch = 1024;
   } storage;
 
+  struct Keys {
+    std::string master_key_file;  // empty: master.key in the data directory
+    std::int64_t cache_ttl_ms = 5'000;
+    std::int64_t reencrypt_batch = 500;
+    std::int64_t reencrypt_poll_ms = 2'000;
+  } keys;
+
+  struct Audit {
+    std::string checkpoint_file;  // empty: audit-checkpoints.jsonl in the data directory
+    std::int64_t checkpoint_every_events = 1'000;
+    std::int64_t checkpoint_interval_ms = 60'000;
+  } audit;
+
   struct Log {
     std::string level = "info";
   } log;
 
   struct Diagnostics {
     bool write_probe = false;
+    bool sealed_probe = false;
   } diagnostics;
 };
 

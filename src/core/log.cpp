@@ -57,6 +57,8 @@ std::string_view KeyName(Key key) {
       return "duration_ms";
     case Key::kSignal:
       return "signal";
+    case Key::kSequence:
+      return "seq";
   }
   return "unknown";
 }

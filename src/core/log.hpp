@@ -44,6 +44,7 @@ enum class Key {
   kBatchSize,    // writes grouped into one commit
   kDurationMs,   // a duration in milliseconds
   kSignal,       // a signal number
+  kSequence,     // an audit log sequence number
 };
 
 using Value = std::variant<std::int64_t, double, bool, SafeText>;

@@ -19,4 +19,17 @@ using Status = Result<void>;
 
 inline Status Ok() { return {}; }
 
+// An error for a Result of any type. Result<bool> cannot take an ErrorCode
+// implicitly (the code is itself convertible to bool), so functions returning
+// Result<bool> write `return Fail(ec);`.
+struct Fail {
+  ErrorCode code;
+  template <class E>
+  explicit Fail(E e) : code(e) {}
+  template <class T>
+  operator Result<T>() const {  // NOLINT(google-explicit-constructor)
+    return Result<T>(boost::system::in_place_error, code);
+  }
+};
+
 }  // namespace cw

@@ -9,6 +9,12 @@
 #include <stdexcept>
 
 #include "api/routes.hpp"
+#include "audit/audit_log.hpp"
+#include "audit/checkpoint.hpp"
+#include "audit/verify.hpp"
+#include "core/time.hpp"
+#include "keys/reencrypt.hpp"
+#include "server/deployment.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
@@ -19,20 +25,6 @@ namespace cw::server {
 namespace {
 
 namespace fs = std::filesystem;
-
-void PrepareDataDir(const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw std::runtime_error("cannot create the data directory " + dir);
-  // The data directory holds the database, keys and certificates: owner only.
-  fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
-  if (ec) throw std::runtime_error("cannot restrict the data directory " + dir);
-}
-
-std::string DatabasePath(const core::Config& config) {
-  if (!config.storage.sqlite_path.empty()) return config.storage.sqlite_path;
-  return (fs::path(config.server.data_dir) / "carewire.db").string();
-}
 
 void ApplyLogLevel(const core::Config& config) {
   log::Level level = log::Level::kInfo;
@@ -53,42 +45,85 @@ sigset_t BlockShutdownSignals() {
 
 std::string ErrorText(const ErrorCode& ec) { return ec.message(); }
 
+// Verifies the events since the last checkpoint. A broken chain throws,
+// unless the operator accepted it, which is recorded.
+void VerifyAuditAtStart(Deployment& d, const ServeOptions& options) {
+  auto report =
+      audit::VerifySinceLastCheckpoint(*d.db, d.paths.checkpoints, d.keys.audit_public_key);
+  std::string problem;
+  std::int64_t first_bad = 0;
+  if (!report) {
+    problem = "cannot verify: " + report.error().message();
+  } else if (!report->ok) {
+    problem = report->problem;
+    first_bad = report->first_bad_seq;
+  } else {
+    log::Info("audit.verified", {{log::Key::kCount, report->events}});
+    return;
+  }
+  if (!options.accept_broken_audit_chain) {
+    throw std::runtime_error("the audit log does not verify (sequence " +
+                             std::to_string(first_bad) + ": " + problem +
+                             "); run `carewire audit verify`, and start with "
+                             "--accept-broken-audit-chain only to keep serving anyway (audited)");
+  }
+  log::Warn("audit.broken_chain_accepted", {{log::Key::kSequence, first_bad}});
+  auto recorded = d.db->Write([&](storage::Transaction& tx) -> Status {
+    audit::Event event;
+    event.actor_id = OperatorActorId();
+    event.action = "audit.broken_chain_accepted";
+    event.target_type = "audit_log";
+    event.outcome = audit::Outcome::kFailure;
+    event.details = "{\"first_bad_seq\":" + std::to_string(first_bad) + "}";
+    auto appended = audit::Append(tx, event, core::NowRfc3339());
+    if (!appended) return appended.error();
+    return Ok();
+  });
+  if (!recorded) throw std::runtime_error("cannot record the accepted broken audit chain");
+}
+
 }  // namespace
 
 void AddRoutes(api::Router& router, const core::Config& config, storage::Database& db,
-               metrics::Registry& metrics) {
+               keys::KeyStore& keys, metrics::Registry& metrics) {
   const api::JsonLimits json{static_cast<std::size_t>(config.limits.max_json_depth)};
   api::AddHealthRoutes(router, db, metrics);
   api::AddEventRoutes(router, json);
   if (config.diagnostics.write_probe) api::AddDiagnosticsRoutes(router, db, json);
+  if (config.diagnostics.sealed_probe) api::AddSealedProbeRoutes(router, db, keys, json);
 }
 
-int Serve(const core::Config& config) {
+int Serve(const core::Config& config, const ServeOptions& options) {
   const sigset_t signals = BlockShutdownSignals();
   ApplyLogLevel(config);
-  PrepareDataDir(config.server.data_dir);
 
   metrics::Registry metrics;
-  storage::SqliteOptions db_options;
-  db_options.path = DatabasePath(config);
-  db_options.readers = static_cast<int>(config.storage.readers);
-  db_options.max_batch = static_cast<int>(config.storage.max_batch);
-  db_options.metrics = &metrics;
-  auto opened = storage::OpenSqlite(db_options);
-  if (!opened) {
-    throw std::runtime_error("cannot open the database: " + ErrorText(opened.error()));
-  }
-  std::unique_ptr<storage::Database> db = std::move(*opened);
+  Deployment d = OpenDeployment(config, OpenMode::kCreate, &metrics);
+  storage::Database* db = d.db.get();
   log::Info("storage.opened", {{log::Key::kVersion, db->SchemaVersion()}});
+  VerifyAuditAtStart(d, options);
+
+  keys::KeyStore keys(*db, d.kek, std::chrono::milliseconds(config.keys.cache_ttl_ms));
+  keys::Reencryptor reencryptor(
+      *db, keys,
+      {std::chrono::milliseconds(config.keys.reencrypt_poll_ms),
+       static_cast<int>(config.keys.reencrypt_batch)});
+  audit::Checkpointer checkpointer(
+      *db, *d.signing_key, d.paths.checkpoints,
+      {.poll = std::chrono::milliseconds(std::min<std::int64_t>(
+           1000, config.audit.checkpoint_interval_ms)),
+       .every_events = config.audit.checkpoint_every_events,
+       .interval = std::chrono::milliseconds(config.audit.checkpoint_interval_ms)});
 
   const transport::TlsMaterial tls = transport::PrepareTlsMaterial(
       config.server.data_dir, config.tls.cert_file, config.tls.key_file);
 
   api::Router router;
-  AddRoutes(router, config, *db, metrics);
+  AddRoutes(router, config, *db, keys, metrics);
 
   transport::HttpServer http(config, tls, router, metrics);
   http.Start();
+  reencryptor.Start();
 
   std::cout << "tls certificate sha256 fingerprint " << tls.fingerprint_sha256
             << (tls.generated ? " (self-signed, created now)" : "") << "\n";
@@ -103,6 +138,8 @@ int Serve(const core::Config& config) {
   log::Info("server.draining", {{log::Key::kSignal, signal_number}});
 
   const int cut = http.Shutdown();
+  reencryptor.Stop();
+  checkpointer.Stop();  // signs a last checkpoint over everything written
   db->Close();
   if (cut > 0) {
     log::Warn("server.drain_timeout", {{log::Key::kConnections, cut}});
@@ -113,8 +150,7 @@ int Serve(const core::Config& config) {
 
 int Migrate(const core::Config& config) {
   ApplyLogLevel(config);
-  PrepareDataDir(config.server.data_dir);
-  auto report = storage::MigrateSqlite(DatabasePath(config));
+  auto report = storage::MigrateSqlite(PathsFor(config).database);
   if (!report) {
     std::cerr << "migration failed: " << ErrorText(report.error()) << "\n";
     return 1;

@@ -7,6 +7,7 @@
 #include "api/router.hpp"
 #include "core/config.hpp"
 #include "core/metrics.hpp"
+#include "keys/key_store.hpp"
 #include "storage/database.hpp"
 
 namespace cw::server {
@@ -15,7 +16,14 @@ namespace cw::server {
 // status (0 after a clean drain). Prints `listening on https://HOST:PORT` and
 // the certificate fingerprint on stdout once serving. Throws ConfigError on a
 // bad configuration and std::runtime_error on other start-up failures.
-int Serve(const core::Config& config);
+//
+// At start the audit chain since the last checkpoint is verified; a broken
+// chain stops the start unless `accept_broken_audit_chain` is set, and that
+// override is itself recorded in the audit log.
+struct ServeOptions {
+  bool accept_broken_audit_chain = false;
+};
+int Serve(const core::Config& config, const ServeOptions& options = {});
 
 // Applies pending migrations to the configured database and prints the
 // schema versions. Returns the exit status.
@@ -23,7 +31,7 @@ int Migrate(const core::Config& config);
 
 // Registers every route the configuration enables.
 void AddRoutes(api::Router& router, const core::Config& config, storage::Database& db,
-               metrics::Registry& metrics);
+               keys::KeyStore& keys, metrics::Registry& metrics);
 
 // The effective configuration as TOML, for `carewire config show`.
 std::string ShowConfiguration(const core::Config& config);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/random.hpp"
+#include "keys/key_store.hpp"
 #include "server/serve.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
 
@@ -68,9 +69,13 @@ TEST(DocsTest, EveryRouteIsDocumentedInOpenApiAndViceVersa) {
     ASSERT_TRUE(db);
     core::Config config;
     config.diagnostics.write_probe = true;  // every optional route on
+    config.diagnostics.sealed_probe = true;
     api::Router router;
     metrics::Registry metrics;
-    server::AddRoutes(router, config, **db, metrics);
+    // Routes are only registered here, never called, so the key store needs
+    // no keys.
+    keys::KeyStore keys(**db, nullptr, std::chrono::milliseconds(1000));
+    server::AddRoutes(router, config, **db, keys, metrics);
 
     std::set<std::string> registered;
     for (const auto& r : router.routes()) {

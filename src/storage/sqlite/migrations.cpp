@@ -106,6 +106,22 @@ constexpr Migration kMigrations[] = {
         value BLOB NOT NULL,
         created_at TEXT NOT NULL
       ) STRICT;
+      CREATE INDEX sealed_probes_by_org ON sealed_probes (org_id, id);
+
+      -- A data-key version added by `carewire keys rotate`, until the
+      -- background job has re-sealed every older value of the organization
+      -- under it. The cursor (a sealed table and the last row id done)
+      -- advances in the same transaction as each batch, so a restart resumes.
+      CREATE TABLE key_rotations (
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        version INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        cursor_table TEXT,
+        cursor_id TEXT,
+        resealed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (org_id, version)
+      ) STRICT;
     )sql"},
 };
 
