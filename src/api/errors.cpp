@@ -108,7 +108,12 @@ Response ErrorResponseFor(std::string_view request_id, const ErrorCode& error) {
       case core::Error::kConflict:
         return ErrorResponse(request_id, ApiError::kConflict, "conflict");
       case core::Error::kUnavailable:
+      case core::Error::kResourceExhausted:
         return ErrorResponse(request_id, ApiError::kUnavailable, "temporarily unavailable");
+      case core::Error::kUnauthenticated:
+        return ErrorResponse(request_id, ApiError::kUnauthenticated, "unauthenticated");
+      case core::Error::kPermissionDenied:
+        return ErrorResponse(request_id, ApiError::kForbidden, "forbidden");
       default:
         break;
     }

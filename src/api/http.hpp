@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/result.hpp"
+
 #include "core/safe_text.hpp"
 
 namespace cw::api {
@@ -22,6 +24,22 @@ SafeText MethodName(Method method);
 // Header names are stored lowercase.
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+// The signed-in caller of a request, set by the router for every route that
+// is not public.
+struct Principal {
+  std::string session_id;
+  std::string user_id;
+  std::string org_id;
+  std::string org_slug;
+  std::string username;
+  std::string display_name;
+  std::vector<std::string> roles;
+  bool password_change_only = false;  // a one-time-password session
+  std::string expires_at;
+
+  bool HasRole(std::string_view role) const;
+};
+
 struct Request {
   Method method = Method::kGet;
   std::string path;   // the path as sent, percent-encoded, without the query
@@ -32,6 +50,8 @@ struct Request {
   // Path parameters of the matched route, in pattern order (name, decoded value).
   std::vector<std::pair<std::string, std::string>> params;
   std::chrono::steady_clock::time_point started;
+  std::string peer_address;  // the TCP peer, for the audit trail
+  Principal principal;       // empty on public routes
 
   // The first header with this lowercase name, or "" if none.
   std::string_view Header(std::string_view lowercase_name) const;

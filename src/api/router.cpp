@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "api/errors.hpp"
+#include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/utf8.hpp"
 
@@ -160,6 +161,44 @@ Router::Match Router::Find(Method method, std::string_view path) const {
   return match;
 }
 
+bool Principal::HasRole(std::string_view role) const {
+  for (const auto& r : roles) {
+    if (r == role) return true;
+  }
+  return false;
+}
+
+bool Router::Authorize(const Route& route, Request& request, Reply& reply) const {
+  if (route.access == Access::kPublic) return true;
+  // Only the Authorization header carries a token: never the query string
+  // (it would reach logs and browser history) and never a cookie.
+  constexpr std::string_view kBearer = "Bearer ";
+  const std::string_view header = request.Header("authorization");
+  if (header.size() <= kBearer.size() || header.substr(0, kBearer.size()) != kBearer ||
+      !authenticator_) {
+    reply(ErrorResponse(request.request_id, ApiError::kUnauthenticated,
+                        "a bearer token is required"));
+    return false;
+  }
+  auto principal = authenticator_(header.substr(kBearer.size()));
+  if (!principal) {
+    if (principal.error() == core::Error::kUnauthenticated) {
+      reply(ErrorResponse(request.request_id, ApiError::kUnauthenticated,
+                          "the token is not valid"));
+    } else {
+      reply(ErrorResponseFor(request.request_id, principal.error()));
+    }
+    return false;
+  }
+  if (principal->password_change_only && route.access != Access::kPasswordChange) {
+    reply(ErrorResponse(request.request_id, ApiError::kForbidden,
+                        "set a new password first (POST /api/v1/me/password)"));
+    return false;
+  }
+  request.principal = std::move(*principal);
+  return true;
+}
+
 const Route* Router::Dispatch(Request& request, Reply reply) const {
   Match match = Find(request.method, request.path);
   if (match.route == nullptr) {
@@ -185,6 +224,7 @@ const Route* Router::Dispatch(Request& request, Reply reply) const {
                         "this route needs a WebSocket upgrade"));
     return route;
   }
+  if (!Authorize(*route, request, reply)) return route;
   try {
     route->handler(request, std::move(reply));
   } catch (const std::exception&) {

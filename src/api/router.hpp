@@ -22,11 +22,17 @@
 
 namespace cw::api {
 
-// Who may call a route. Issue "identity and access" adds permissions; until
-// then a route is either public (health checks, sign-in) or refused to all.
+// Who may call a route. Every route states it at registration; there is no
+// default. Permission checks beyond these arrive with roles.
 enum class Access {
-  kPublic,  // no credentials; must reveal nothing about any organization
+  kPublic,           // no credentials; must reveal nothing about any organization
+  kPasswordChange,   // any session, including one that may only set a new password
+  kSignedIn,         // a full session
 };
+
+// Resolves a bearer token to its principal: core::Error::kUnauthenticated
+// when the token is unknown, revoked or expired.
+using Authenticator = std::function<Result<Principal>(std::string_view token)>;
 
 // A live WebSocket connection as a handler sees it. Thread-safe.
 class WebSocketPeer {
@@ -92,7 +98,16 @@ class Router {
 
   const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
 
+  // Set once at start-up, before serving; routes other than kPublic answer
+  // 401 until it is set.
+  void SetAuthenticator(Authenticator authenticator) { authenticator_ = std::move(authenticator); }
+
  private:
+  // Fills request.principal for a route that needs one; false after it has
+  // answered 401 or 403.
+  bool Authorize(const Route& route, Request& request, Reply& reply) const;
+
+  Authenticator authenticator_;
   Route& AddRoute(Method method, SafeText pattern, Access access);
   std::vector<std::unique_ptr<Route>> routes_;
 };

@@ -7,6 +7,8 @@
 #include "api/json_body.hpp"
 #include "api/router.hpp"
 #include "core/metrics.hpp"
+#include "core/worker_pool.hpp"
+#include "identity/sessions.hpp"
 #include "keys/key_store.hpp"
 #include "storage/database.hpp"
 
@@ -28,6 +30,18 @@ void AddDiagnosticsRoutes(Router& router, storage::Database& db, const JsonLimit
 // Registered only when the operator enables diagnostics.sealed_probe.
 void AddSealedProbeRoutes(Router& router, storage::Database& db, keys::KeyStore& keys,
                           const JsonLimits& limits);
+
+// POST /api/v1/auth/login, POST /api/v1/auth/logout, GET /api/v1/me,
+// POST /api/v1/me/password. Password hashing runs on `pool`.
+void AddAuthRoutes(Router& router, identity::Sessions& sessions, core::WorkerPool& pool,
+                   const JsonLimits& limits);
+
+// The router's authenticator: bearer tokens checked against `sessions`.
+Authenticator SessionAuthenticator(identity::Sessions& sessions);
+
+// GET /api/v1/audit: the caller's organization's events (owners only until
+// permissions exist), filtered and paginated; each read is audited.
+void AddAuditRoutes(Router& router, storage::Database& db);
 
 // GET /api/v1/events: the live event stream (WebSocket).
 void AddEventRoutes(Router& router, const JsonLimits& limits);

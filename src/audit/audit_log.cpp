@@ -117,15 +117,16 @@ Result<std::optional<StoredEvent>> QueryEvent(Transaction& txn, std::string_view
   return std::optional<StoredEvent>(std::move(*event));
 }
 
-// Appends " AND column = ?" for each condition of `filter`. With `unindexed`
-// each column gets SQLite's unary + so the planner cannot pick an index for
-// it and keeps to seq (rowid) order: see ScanForFilter.
-Status AppendConditions(const Filter& filter, bool unindexed, std::string* where,
-                        std::vector<Value>* params) {
-  const std::string_view plus = unindexed ? "+" : "";
+// Appends " AND +column = ?" for each condition of `filter`. SQLite's unary
+// + keeps the planner from using an index for the column, so every scan
+// walks the rowid (seq) in order and stops after `limit` matches. With the
+// org or time index instead, SQLite would collect and sort every matching
+// row before returning the first: measured at 110 ms for a page of 100 of
+// one organization's events among 200,000, against 0.2 ms in seq order.
+Status AppendConditions(const Filter& filter, std::string* where, std::vector<Value>* params) {
   auto equal = [&](std::string_view column, const std::string& value) {
     if (value.empty()) return;
-    where->append(" AND ").append(plus).append(column).append(" = ?");
+    where->append(" AND +").append(column).append(" = ?");
     params->push_back(value);
   };
   equal("org_id", filter.org_id);
@@ -136,13 +137,13 @@ Status AppendConditions(const Filter& filter, bool unindexed, std::string* where
   if (!filter.from.empty()) {
     auto from = NormalizeRfc3339(filter.from);
     if (!from) return Err(Error::kInvalidFilter);
-    where->append(" AND ").append(plus).append("occurred_at >= ?");
+    where->append(" AND +occurred_at >= ?");
     params->push_back(std::move(*from));
   }
   if (!filter.to.empty()) {
     auto to = NormalizeRfc3339(filter.to);
     if (!to) return Err(Error::kInvalidFilter);
-    where->append(" AND ").append(plus).append("occurred_at < ?");
+    where->append(" AND +occurred_at < ?");
     params->push_back(std::move(*to));
   }
   return Ok();
@@ -260,23 +261,31 @@ Result<StoredEvent> ToStoredEvent(const Row& row) {
   return out;
 }
 
-Status ScanPages(storage::Database& db, const Scan& scan,
-                 const std::function<Result<bool>(const Row&)>& on_row,
-                 const std::function<Status()>& on_page) {
+std::string ScanSql(const Scan& scan, bool descending) {
   std::string sql = "SELECT ";
   sql.append(kColumns).append(" FROM audit_events WHERE seq > ?");
   if (scan.last_seq != 0) sql.append(" AND seq <= ?");
-  sql.append(scan.where).append(" ORDER BY seq LIMIT ?");
+  sql.append(scan.where).append(descending ? " ORDER BY seq DESC LIMIT ?" : " ORDER BY seq LIMIT ?");
+  return sql;
+}
 
+std::vector<Value> ScanParams(const Scan& scan, std::int64_t after_seq, std::int64_t limit) {
+  std::vector<Value> params;
+  params.reserve(scan.params.size() + 3);
+  params.emplace_back(after_seq);
+  if (scan.last_seq != 0) params.emplace_back(scan.last_seq);
+  params.insert(params.end(), scan.params.begin(), scan.params.end());
+  params.emplace_back(limit);
+  return params;
+}
+
+Status ScanPages(storage::Database& db, const Scan& scan,
+                 const std::function<Result<bool>(const Row&)>& on_row,
+                 const std::function<Status()>& on_page) {
+  const std::string sql = ScanSql(scan, /*descending=*/false);
   std::int64_t cursor = scan.after_seq;
   for (;;) {
-    std::vector<Value> params;
-    params.reserve(scan.params.size() + 3);
-    params.emplace_back(cursor);
-    if (scan.last_seq != 0) params.emplace_back(scan.last_seq);
-    params.insert(params.end(), scan.params.begin(), scan.params.end());
-    params.emplace_back(std::int64_t{scan.page_rows});
-
+    const std::vector<Value> params = ScanParams(scan, cursor, scan.page_rows);
     int rows = 0;
     bool stopped = false;
     Status read = db.Read([&](Transaction& txn) -> Status {
@@ -301,13 +310,12 @@ Status ScanPages(storage::Database& db, const Scan& scan,
   }
 }
 
-Result<Scan> ScanForFilter(storage::Database& db, const Filter& filter, bool* empty) {
+Result<Scan> ScanForFilter(Transaction& txn, const Filter& filter, bool* empty) {
   *empty = false;
+  if (filter.after_seq < 0 || filter.before_seq < 0) return Err(Error::kInvalidFilter);
   Scan scan;
-  if (Status s = AppendConditions(filter, /*unindexed=*/true, &scan.where, &scan.params); !s) {
-    return s.error();
-  }
-  scan.after_seq = std::max<std::int64_t>(filter.after_seq, 0);
+  if (Status s = AppendConditions(filter, &scan.where, &scan.params); !s) return s.error();
+  scan.after_seq = filter.after_seq;
   if (filter.before_seq != 0) {
     if (filter.before_seq <= 1) {
       *empty = true;
@@ -317,20 +325,21 @@ Result<Scan> ScanForFilter(storage::Database& db, const Filter& filter, bool* em
   }
   if (filter.from.empty() && filter.to.empty()) return scan;
 
-  // Times need not rise with seq (an event is stamped before its write
+  // Times need not rise with seq (an event may be stamped before its write
   // queues, and the command line runs on its own clock), so a time range is
   // not a seq range. The time index gives the exact lowest and highest seq
-  // with a time in range, once; the pages then walk the rowid between the
-  // two and test the time on each row. Letting SQLite pick the time index
-  // for every page instead would sort the whole range for each page.
+  // with a time in range; the scan then walks the rowid between the two and
+  // tests the time on each row. (Reading the bound costs one pass over the
+  // index entries on its side of the bound.)
   std::string org_condition;
   std::vector<Value> org_param;
   if (!filter.org_id.empty()) {
+    // Narrows the bound through the (org_id, occurred_at) index.
     org_condition = " AND org_id = ?";
     org_param.emplace_back(filter.org_id);
   }
-  auto bound = [&](Transaction& txn, std::string_view aggregate, std::string_view comparison,
-                   const std::string& time, std::optional<std::int64_t>* out) -> Status {
+  auto bound = [&](std::string_view aggregate, std::string_view comparison,
+                   const std::string& time) -> Result<std::optional<std::int64_t>> {
     std::string sql = "SELECT ";
     sql.append(aggregate).append("(seq) FROM audit_events WHERE occurred_at ");
     sql.append(comparison).append(" ?").append(org_condition);
@@ -338,27 +347,27 @@ Result<Scan> ScanForFilter(storage::Database& db, const Filter& filter, bool* em
     params.insert(params.end(), org_param.begin(), org_param.end());
     auto row = txn.QueryOne(sql, params);
     if (!row) return row.error();
-    if (*row && !(*row)->IsNull(0)) *out = (*row)->Int(0);
-    return Ok();
+    if (!*row || (*row)->IsNull(0)) return std::optional<std::int64_t>();
+    return std::optional<std::int64_t>((*row)->Int(0));
   };
-  std::optional<std::int64_t> low;
-  std::optional<std::int64_t> high;
-  Status read = db.Read([&](Transaction& txn) -> Status {
-    if (!filter.from.empty()) {
-      if (Status s = bound(txn, "min", ">=", filter.from, &low); !s) return s;
+  if (!filter.from.empty()) {
+    auto low = bound("min", ">=", filter.from);
+    if (!low) return low.error();
+    if (!*low) {
+      *empty = true;
+      return scan;
     }
-    if (!filter.to.empty()) {
-      if (Status s = bound(txn, "max", "<", filter.to, &high); !s) return s;
-    }
-    return Ok();
-  });
-  if (!read) return read.error();
-  if ((!filter.from.empty() && !low) || (!filter.to.empty() && !high)) {
-    *empty = true;
-    return scan;
+    scan.after_seq = std::max(scan.after_seq, **low - 1);
   }
-  if (low) scan.after_seq = std::max(scan.after_seq, *low - 1);
-  if (high) scan.last_seq = scan.last_seq == 0 ? *high : std::min(scan.last_seq, *high);
+  if (!filter.to.empty()) {
+    auto high = bound("max", "<", filter.to);
+    if (!high) return high.error();
+    if (!*high) {
+      *empty = true;
+      return scan;
+    }
+    scan.last_seq = scan.last_seq == 0 ? **high : std::min(scan.last_seq, **high);
+  }
   if (scan.last_seq != 0 && scan.last_seq <= scan.after_seq) *empty = true;
   return scan;
 }
@@ -417,41 +426,33 @@ Result<std::optional<StoredEvent>> Find(Transaction& txn, std::int64_t seq) {
 }
 
 Result<std::vector<StoredEvent>> Query(Transaction& txn, const Filter& filter) {
-  if (filter.limit < 1 || filter.limit > kMaxQueryLimit || filter.after_seq < 0 ||
-      filter.before_seq < 0) {
-    return Err(Error::kInvalidFilter);
-  }
-  std::string sql = "SELECT ";
-  sql.append(internal::kColumns).append(" FROM audit_events WHERE seq > ?");
-  std::vector<Value> params = {filter.after_seq};
-  if (filter.before_seq != 0) {
-    sql.append(" AND seq < ?");
-    params.emplace_back(filter.before_seq);
-  }
-  // One page: SQLite's planner may pick the org or time index here; the page
-  // then costs in proportion to the matching rows rather than to the page.
-  if (Status s = AppendConditions(filter, /*unindexed=*/false, &sql, &params); !s) {
-    return s.error();
-  }
-  sql.append(filter.newest_first ? " ORDER BY seq DESC LIMIT ?" : " ORDER BY seq LIMIT ?");
-  params.emplace_back(std::int64_t{filter.limit});
-
+  if (filter.limit < 1 || filter.limit > kMaxQueryLimit) return Err(Error::kInvalidFilter);
+  bool empty = false;
+  auto scan = internal::ScanForFilter(txn, filter, &empty);
+  if (!scan) return scan.error();
   std::vector<StoredEvent> events;
-  Status status = txn.Query(sql, params, [&events](const Row& row) -> Status {
-    auto event = internal::ToStoredEvent(row);
-    if (!event) return event.error();
-    events.push_back(std::move(*event));
-    return Ok();
-  });
+  if (empty) return events;
+  Status status = txn.Query(internal::ScanSql(*scan, filter.newest_first),
+                            internal::ScanParams(*scan, scan->after_seq, filter.limit),
+                            [&events](const Row& row) -> Status {
+                              auto event = internal::ToStoredEvent(row);
+                              if (!event) return event.error();
+                              events.push_back(std::move(*event));
+                              return Ok();
+                            });
   if (!status) return status.error();
   return events;
 }
 
 Status ForEach(storage::Database& db, const Filter& filter,
                const std::function<Status(const StoredEvent&)>& fn) {
-  if (filter.after_seq < 0 || filter.before_seq < 0) return Err(Error::kInvalidFilter);
   bool empty = false;
-  auto scan = internal::ScanForFilter(db, filter, &empty);
+  Result<internal::Scan> scan = internal::Scan();
+  Status read = db.Read([&](Transaction& txn) -> Status {
+    scan = internal::ScanForFilter(txn, filter, &empty);
+    return Ok();
+  });
+  if (!read) return read.error();
   if (!scan) return scan.error();
   if (empty) return Ok();
 

@@ -146,7 +146,14 @@ inline constexpr int kMaxQueryLimit = 1000;
 
 // One page of events in seq order (descending when newest_first). Pass the
 // last seq of a page as after_seq (or before_seq, newest first) for the next.
-// kInvalidFilter for a limit out of range or a time that does not parse.
+// kInvalidFilter for a limit out of range, a negative cursor or a time that
+// does not parse.
+//
+// Cost: the rows are walked in seq order from the cursor until `limit` match,
+// so a page costs in proportion to the rows skipped: little for a common
+// organization or action, a pass over the log for a patient or target with
+// few events (no index covers those columns). A time bound adds one pass over
+// the time index entries on its side of the bound (see ScanForFilter).
 Result<std::vector<StoredEvent>> Query(storage::Transaction& txn, const Filter& filter);
 
 // Calls `fn` for every event matching `filter` (limit and newest_first are

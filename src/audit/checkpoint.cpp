@@ -455,7 +455,7 @@ void Checkpointer::MaybeWrite(bool final) {
     std::lock_guard lock(mutex_);
     ++written_;
   }
-  log::Debug("audit.checkpoint_written", {{log::Key::kCount, (*written)->seq}});
+  log::Debug("audit.checkpoint_written", {{log::Key::kSequence, (*written)->seq}});
 }
 
 }  // namespace cw::audit

@@ -51,6 +51,12 @@ struct Scan {
   int page_rows = 1000;
 };
 
+// The statement for one page of `scan`, in seq order (descending or not);
+// its parameters are ScanParams'.
+std::string ScanSql(const Scan& scan, bool descending);
+std::vector<storage::Value> ScanParams(const Scan& scan, std::int64_t after_seq,
+                                       std::int64_t limit);
+
 // Runs `scan` in pages, each in its own read transaction (so no snapshot is
 // held for long). `on_row` is called inside the transaction and returns
 // false to stop; `on_page` (may be empty) after each page's transaction has
@@ -59,8 +65,9 @@ Status ScanPages(storage::Database& db, const Scan& scan,
                  const std::function<Result<bool>(const storage::Row&)>& on_row,
                  const std::function<Status()>& on_page);
 
-// Scan bounds and conditions for a filter, resolving from/to to seq bounds
-// through the time index. Sets *empty when no event can match.
-Result<Scan> ScanForFilter(storage::Database& db, const Filter& filter, bool* empty);
+// The seq range and conditions for `filter`, resolving from/to to seq
+// bounds through the time index in `txn`. Sets *empty when no event can
+// match. kInvalidFilter for negative cursors or a time that does not parse.
+Result<Scan> ScanForFilter(storage::Transaction& txn, const Filter& filter, bool* empty);
 
 }  // namespace cw::audit::internal

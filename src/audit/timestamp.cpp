@@ -1,6 +1,6 @@
 #include "audit/timestamp.hpp"
 
-#include "core/time.hpp"
+#include <cstdio>
 
 namespace cw::audit {
 namespace {
@@ -96,12 +96,23 @@ std::optional<Microseconds> ParseRfc3339(std::string_view s) {
 std::optional<std::string> NormalizeRfc3339(std::string_view text) {
   const auto t = ParseRfc3339(text);
   if (!t) return std::nullopt;
-  std::string stored =
-      core::FormatRfc3339(std::chrono::time_point_cast<std::chrono::system_clock::duration>(*t));
+  // Formatted here rather than with core::FormatRfc3339 (same output), whose
+  // system_clock nanoseconds cannot hold years outside 1678 to 2262.
+  const auto day = std::chrono::floor<std::chrono::days>(*t);
+  const std::chrono::year_month_day date(day);
+  const std::chrono::hh_mm_ss time(*t - day);
   // An offset can carry 0000-01-01 or 9999-12-31 out of four-digit years,
   // and a longer text would no longer compare as its instant.
-  if (stored.size() != kStoredSize) return std::nullopt;
-  return stored;
+  const int year = static_cast<int>(date.year());
+  if (year < 0 || year > 9999) return std::nullopt;
+  char stored[64];
+  const int length = std::snprintf(stored, sizeof stored, "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ", year,
+                static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()),
+                static_cast<int>(time.hours().count()), static_cast<int>(time.minutes().count()),
+                static_cast<int>(time.seconds().count()),
+                static_cast<long long>(time.subseconds().count()));
+  if (length != static_cast<int>(kStoredSize)) return std::nullopt;
+  return std::string(stored, kStoredSize);
 }
 
 bool IsStoredTimeForm(std::string_view text) {

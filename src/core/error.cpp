@@ -20,6 +20,12 @@ class Category final : public boost::system::error_category {
         return "unavailable";
       case Error::kInternal:
         return "internal error";
+      case Error::kUnauthenticated:
+        return "unauthenticated";
+      case Error::kPermissionDenied:
+        return "permission denied";
+      case Error::kResourceExhausted:
+        return "resource exhausted";
     }
     return "unknown core error";
   }

@@ -7,6 +7,8 @@
 #include "api/router.hpp"
 #include "core/config.hpp"
 #include "core/metrics.hpp"
+#include "core/worker_pool.hpp"
+#include "identity/sessions.hpp"
 #include "keys/key_store.hpp"
 #include "storage/database.hpp"
 
@@ -29,9 +31,17 @@ int Serve(const core::Config& config, const ServeOptions& options = {});
 // schema versions. Returns the exit status.
 int Migrate(const core::Config& config);
 
-// Registers every route the configuration enables.
-void AddRoutes(api::Router& router, const core::Config& config, storage::Database& db,
-               keys::KeyStore& keys, metrics::Registry& metrics);
+// What the routes are built on.
+struct Services {
+  storage::Database& db;
+  keys::KeyStore& keys;
+  identity::Sessions& sessions;
+  core::WorkerPool& pool;  // for password hashing
+  metrics::Registry& metrics;
+};
+
+// Registers every route the configuration enables, and the authenticator.
+void AddRoutes(api::Router& router, const core::Config& config, const Services& services);
 
 // The effective configuration as TOML, for `carewire config show`.
 std::string ShowConfiguration(const core::Config& config);

@@ -209,6 +209,13 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       api::Request req;
       req.started = Clock::now();
       req.request_id = core::RandomHex(16);
+      // The TCP peer, never a client-supplied header: X-Forwarded-For can be
+      // forged by anyone.
+      {
+        beast::error_code peer_ec;
+        const auto peer = stream_.lowest_layer().remote_endpoint(peer_ec);
+        if (!peer_ec) req.peer_address = peer.address().to_string();
+      }
       SetTimeout(state_->limits.header_timeout_ms);
 
       http::request_parser<http::string_body> parser;

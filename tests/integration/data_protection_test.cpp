@@ -43,15 +43,33 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 // ---------------------------------------------------------------------------
-// Shared helpers (declared again in audit_cli_test.cpp and crash_test.cpp).
+// Shared helpers. audit_cli_test.cpp and crash_test.cpp declare them again;
+// the declarations here carry the default arguments for this file.
 
-struct CliResult {
-  int exit_code = -1;  // -1 when killed by a signal
-  int signal = 0;
-  bool timed_out = false;
-  std::string out;
-  std::string err;
-};
+using SqlValue = std::variant<std::monostate, std::int64_t, std::string, std::vector<std::uint8_t>>;
+using SqlRow = std::vector<SqlValue>;
+
+ProcessResult Cli(const std::vector<std::string>& args,
+                  const std::map<std::string, std::string>& env = {},
+                  std::chrono::milliseconds timeout = std::chrono::seconds(60));
+std::string Describe(const ProcessResult& r);
+std::map<std::string, std::string> ServerEnv(const fs::path& tmp,
+                                             const std::map<std::string, std::string>& extra = {});
+std::unique_ptr<ServerProcess> StartServer(const fs::path& data,
+                                           const std::map<std::string, std::string>& env,
+                                           const std::vector<std::string>& extra_args = {});
+ProcessResult InitDeployment(const fs::path& data, const std::string& org,
+                             const std::string& owner,
+                             const std::map<std::string, std::string>& env = {});
+std::vector<SqlRow> SqlQuery(const fs::path& database, const std::string& sql,
+                             const std::vector<SqlValue>& params = {}, bool writable = false);
+std::int64_t SqlInt(const fs::path& database, const std::string& sql,
+                    const std::vector<SqlValue>& params = {});
+std::vector<json::object> ExportJsonl(const fs::path& data,
+                                      const std::vector<std::string>& extra = {},
+                                      ProcessResult* result = nullptr);
+bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds within,
+             std::chrono::milliseconds every = std::chrono::milliseconds(20));
 
 namespace {
 
@@ -71,12 +89,13 @@ std::string ReadFd(int fd) {
 }  // namespace
 
 // Runs carewire with `args` and `env` added to the test's environment; kills
-// it after `timeout` (timed_out then true), so a server that starts when it
-// should have refused cannot hang the test. Output goes to memory files, not
-// to the file system the tests scan.
-CliResult Cli(const std::vector<std::string>& args,
-              const std::map<std::string, std::string>& env,
-              std::chrono::milliseconds timeout) {
+// it after `timeout` (then signal is SIGKILL and err ends with
+// "[timed out]"), so a server that starts when it should have refused cannot
+// hang a test. Output goes to memory files, not to a file system the tests
+// scan.
+ProcessResult Cli(const std::vector<std::string>& args,
+                  const std::map<std::string, std::string>& env,
+                  std::chrono::milliseconds timeout) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry(*e);
@@ -105,13 +124,14 @@ CliResult Cli(const std::vector<std::string>& args,
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
-  CliResult r;
+  ProcessResult r;
+  bool timed_out = false;
   int status = 0;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     if (waitpid(pid, &status, WNOHANG) == pid) break;
     if (std::chrono::steady_clock::now() > deadline) {
-      r.timed_out = true;
+      timed_out = true;
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       break;
@@ -122,14 +142,16 @@ CliResult Cli(const std::vector<std::string>& args,
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
   r.out = ReadFd(out);
   r.err = ReadFd(err);
+  if (timed_out) r.err += "[timed out]";
   close(out);
   close(err);
   return r;
 }
 
-std::string Describe(const CliResult& r) {
-  return "exit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") +
-         "\nstdout: " + r.out + "\nstderr: " + r.err;
+std::string Describe(const ProcessResult& r) {
+  return "exit " + std::to_string(r.exit_code) +
+         (r.signal != 0 ? " signal " + std::to_string(r.signal) : "") + "\nstdout: " + r.out +
+         "\nstderr: " + r.err;
 }
 
 // The settings every test server runs with: sealed probes on, keys cached
@@ -156,10 +178,11 @@ std::unique_ptr<ServerProcess> StartServer(const fs::path& data,
       ServerProcess::Options{.extra_args = extra_args, .env = env, .data_dir = data.string()});
 }
 
-CliResult InitDeployment(const fs::path& data, const std::string& org, const std::string& owner,
-                         const std::map<std::string, std::string>& env) {
-  return Cli({"init", "--data-dir", data.string(), "--org", org, "--org-name",
-              "Clinic " + org, "--owner", owner},
+ProcessResult InitDeployment(const fs::path& data, const std::string& org,
+                             const std::string& owner,
+                             const std::map<std::string, std::string>& env) {
+  return Cli({"init", "--data-dir", data.string(), "--org", org, "--org-name", "Clinic " + org,
+              "--owner", owner},
              env, 120s);
 }
 
@@ -255,28 +278,36 @@ std::vector<std::string> ScanOpenFiles(pid_t pid, const std::vector<std::string>
 
 // ---- SQLite -----------------------------------------------------------------
 
-// A SQL value: NULL, integer, text or blob.
-struct SqlValue {
-  enum Kind { kNull, kInt, kText, kBlob } kind = kNull;
-  std::int64_t i = 0;
-  std::string s;  // text or blob bytes
+SqlValue Blob(const std::string& bytes) {
+  return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
+}
 
-  static SqlValue Null() { return {}; }
-  static SqlValue Int(std::int64_t v) { return {kInt, v, {}}; }
-  static SqlValue Text(std::string v) { return {kText, 0, std::move(v)}; }
-  static SqlValue Blob(std::string v) { return {kBlob, 0, std::move(v)}; }
-};
-using SqlRow = std::vector<SqlValue>;
+// Text or blob bytes ("" for NULL, the decimal digits of an integer).
+std::string Bytes(const SqlValue& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* b = std::get_if<std::vector<std::uint8_t>>(&v)) return {b->begin(), b->end()};
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
+  return {};
+}
+
+std::int64_t Int(const SqlValue& v) {
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return *i;
+  throw std::runtime_error("not an integer: " + Bytes(v));
+}
+
+namespace {
 
 // A direct connection to a data directory's database, for what an attacker
-// with the file (or a test) can do. Read-only by default, so it never runs
-// WAL recovery or a checkpoint on the server's behalf.
+// with the file (or a test) can do. Read-only unless asked, so that it never
+// runs WAL recovery or a checkpoint on the server's behalf.
 class Sqlite {
  public:
   explicit Sqlite(const fs::path& database, bool writable = false) {
     const int flags = writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
     if (sqlite3_open_v2(database.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
-      throw std::runtime_error("cannot open " + database.string());
+      const std::string message = sqlite3_errmsg(db_);
+      sqlite3_close_v2(db_);
+      throw std::runtime_error("cannot open " + database.string() + ": " + message);
     }
     sqlite3_busy_timeout(db_, 10'000);
   }
@@ -292,15 +323,14 @@ class Sqlite {
     for (std::size_t i = 0; i < params.size(); ++i) {
       const int at = static_cast<int>(i + 1);
       const SqlValue& p = params[i];
-      switch (p.kind) {
-        case SqlValue::kNull: sqlite3_bind_null(st, at); break;
-        case SqlValue::kInt: sqlite3_bind_int64(st, at, p.i); break;
-        case SqlValue::kText:
-          sqlite3_bind_text(st, at, p.s.data(), static_cast<int>(p.s.size()), SQLITE_TRANSIENT);
-          break;
-        case SqlValue::kBlob:
-          sqlite3_bind_blob(st, at, p.s.data(), static_cast<int>(p.s.size()), SQLITE_TRANSIENT);
-          break;
+      if (const auto* n = std::get_if<std::int64_t>(&p)) {
+        sqlite3_bind_int64(st, at, *n);
+      } else if (const auto* s = std::get_if<std::string>(&p)) {
+        sqlite3_bind_text(st, at, s->data(), static_cast<int>(s->size()), SQLITE_TRANSIENT);
+      } else if (const auto* b = std::get_if<std::vector<std::uint8_t>>(&p)) {
+        sqlite3_bind_blob(st, at, b->data(), static_cast<int>(b->size()), SQLITE_TRANSIENT);
+      } else {
+        sqlite3_bind_null(st, at);
       }
     }
     std::vector<SqlRow> rows;
@@ -308,19 +338,19 @@ class Sqlite {
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
       SqlRow row;
       for (int c = 0; c < sqlite3_column_count(st); ++c) {
+        const auto size = static_cast<std::size_t>(sqlite3_column_bytes(st, c));
         switch (sqlite3_column_type(st, c)) {
-          case SQLITE_NULL: row.push_back(SqlValue::Null()); break;
-          case SQLITE_INTEGER: row.push_back(SqlValue::Int(sqlite3_column_int64(st, c))); break;
+          case SQLITE_NULL: row.emplace_back(std::monostate{}); break;
+          case SQLITE_INTEGER: row.emplace_back(std::int64_t{sqlite3_column_int64(st, c)}); break;
           case SQLITE_BLOB: {
-            const auto* p = static_cast<const char*>(sqlite3_column_blob(st, c));
-            row.push_back(SqlValue::Blob(
-                std::string(p == nullptr ? "" : p, static_cast<std::size_t>(sqlite3_column_bytes(st, c)))));
+            const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(st, c));
+            row.emplace_back(p == nullptr ? std::vector<std::uint8_t>()
+                                          : std::vector<std::uint8_t>(p, p + size));
             break;
           }
           default: {
             const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st, c));
-            row.push_back(SqlValue::Text(
-                std::string(p == nullptr ? "" : p, static_cast<std::size_t>(sqlite3_column_bytes(st, c)))));
+            row.emplace_back(p == nullptr ? std::string() : std::string(p, size));
           }
         }
       }
@@ -332,30 +362,35 @@ class Sqlite {
     return rows;
   }
 
-  void Exec(const std::string& sql) {
-    char* error = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
-      const std::string message = error == nullptr ? "?" : error;
-      sqlite3_free(error);
-      throw std::runtime_error(sql + ": " + message);
-    }
-  }
-
   std::int64_t Int(const std::string& sql, const std::vector<SqlValue>& params = {}) {
     auto rows = Query(sql, params);
     if (rows.empty() || rows[0].empty()) throw std::runtime_error("no row: " + sql);
-    return rows[0][0].i;
+    return dp::Int(rows[0][0]);
   }
 
   std::string Bytes(const std::string& sql, const std::vector<SqlValue>& params = {}) {
     auto rows = Query(sql, params);
     if (rows.empty() || rows[0].empty()) throw std::runtime_error("no row: " + sql);
-    return rows[0][0].s;
+    return dp::Bytes(rows[0][0]);
   }
 
  private:
   sqlite3* db_ = nullptr;
 };
+
+}  // namespace
+
+std::vector<SqlRow> SqlQuery(const fs::path& database, const std::string& sql,
+                             const std::vector<SqlValue>& params, bool writable) {
+  Sqlite db(database, writable);
+  return db.Query(sql, params);
+}
+
+std::int64_t SqlInt(const fs::path& database, const std::string& sql,
+                    const std::vector<SqlValue>& params) {
+  Sqlite db(database);
+  return db.Int(sql, params);
+}
 
 fs::path DatabaseOf(const fs::path& data) { return data / "carewire.db"; }
 
@@ -365,8 +400,6 @@ std::string ProbeBody(const std::string& org, const std::string& value) {
   return json::serialize(json::object{{"org", org}, {"value", value}});
 }
 
-const std::string kProbePath = "/api/v1/diagnostics/sealed-probe";
-
 // Runs fn(connection, i) for every i in [0, n) on `threads` threads, each with
 // a keep-alive connection of its own (re-opened once if the server closed it).
 void ParallelFor(std::uint16_t port, int n, int threads,
@@ -375,16 +408,17 @@ void ParallelFor(std::uint16_t port, int n, int threads,
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
-      auto conn = std::make_unique<HttpsConnection>(port);
+      std::unique_ptr<HttpsConnection> conn;
       for (int i = next++; i < n; i = next++) {
-        try {
-          fn(*conn, i);
-        } catch (const std::exception&) {
+        bool done = false;
+        for (int attempt = 0; attempt < 2 && !done; ++attempt) {
           try {
-            conn = std::make_unique<HttpsConnection>(port);
+            if (!conn) conn = std::make_unique<HttpsConnection>(port);
             fn(*conn, i);
+            done = true;
           } catch (const std::exception& e) {
-            ADD_FAILURE() << "request " << i << ": " << e.what();
+            conn.reset();
+            if (attempt == 1) ADD_FAILURE() << "request " << i << ": " << e.what();
           }
         }
       }
@@ -393,18 +427,18 @@ void ParallelFor(std::uint16_t port, int n, int threads,
   for (auto& t : pool) t.join();
 }
 
-HttpResponse Post(HttpsConnection& c, const std::string& org, const std::string& value) {
-  return c.Send("POST", kProbePath, ProbeBody(org, value));
+HttpResponse PostProbe(HttpsConnection& c, const std::string& org, const std::string& value) {
+  return c.Send("POST", "/api/v1/diagnostics/sealed-probe", ProbeBody(org, value));
 }
 
 // ---- audit ------------------------------------------------------------------
 
 std::vector<json::object> ExportJsonl(const fs::path& data, const std::vector<std::string>& extra,
-                                      CliResult* result) {
+                                      ProcessResult* result) {
   std::vector<std::string> args = {"audit", "export", "--data-dir", data.string(), "--format",
                                    "jsonl"};
   args.insert(args.end(), extra.begin(), extra.end());
-  CliResult r = Cli(args, {}, 60s);
+  ProcessResult r = Cli(args, {}, 60s);
   std::vector<json::object> events;
   std::istringstream lines(r.out);
   std::string line;
@@ -440,6 +474,8 @@ bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds within
 // ---------------------------------------------------------------------------
 
 namespace {
+
+const std::string kProbePath = "/api/v1/diagnostics/sealed-probe";
 
 const std::regex kOtpLine(
     "owner ([a-z0-9._@-]+) one-time password: ([a-hjkmnp-z2-9]{4}(?:-[a-hjkmnp-z2-9]{4}){4})\n");
@@ -479,7 +515,7 @@ struct Dirs {
   }
 };
 
-CliResult Serve(const fs::path& data, const std::map<std::string, std::string>& env,
+ProcessResult Serve(const fs::path& data, const std::map<std::string, std::string>& env,
                 const std::vector<std::string>& extra = {}) {
   std::vector<std::string> args = {"serve", "--data-dir", data.string(), "--listen",
                                    "127.0.0.1:0"};
@@ -521,13 +557,13 @@ TEST(DataProtectionTest, InitShowsTheOneTimePasswordOnceAndStoresOnlyItsHash) {
     Sqlite db(DatabaseOf(d.data()));
     const auto users = db.Query("SELECT username, password_hash, password_temporary, roles FROM users");
     ASSERT_EQ(users.size(), 1u);
-    EXPECT_EQ(users[0][0].s, "alice");
-    EXPECT_EQ(users[0][1].s.rfind("$argon2id$", 0), 0u) << users[0][1].s;
-    EXPECT_EQ(users[0][2].i, 1);
-    EXPECT_NE(users[0][3].s.find("owner"), std::string::npos);
+    EXPECT_EQ(Bytes(users[0][0]), "alice");
+    EXPECT_EQ(Bytes(users[0][1]).rfind("$argon2id$", 0), 0u) << Bytes(users[0][1]);
+    EXPECT_EQ(Int(users[0][2]), 1);
+    EXPECT_NE(Bytes(users[0][3]).find("owner"), std::string::npos);
     std::vector<std::string> actions;
     for (const auto& row : db.Query("SELECT action FROM audit_events ORDER BY seq")) {
-      actions.push_back(row[0].s);
+      actions.push_back(Bytes(row[0]));
     }
     EXPECT_EQ(actions, (std::vector<std::string>{"deployment.created", "org.created",
                                                  "keys.created", "user.created"}));
@@ -660,7 +696,7 @@ TEST(DataProtectionTest, MasterKeyFromTheEnvironment) {
   {
     auto server = StartServer(d.data(), d.env({{"CAREWIRE_MASTER_KEY", key_a}}), {});
     HttpsConnection c(server->port());
-    const auto created = Post(c, "clinic", "env-key probe");
+    const auto created = PostProbe(c, "clinic", "env-key probe");
     ASSERT_EQ(created.status, 201) << created.body;
     id = std::string(json::parse(created.body).at("id").as_string());
     const auto read = c.Send("GET", kProbePath + "/" + id);
@@ -757,7 +793,7 @@ TEST(DataProtectionTest, NoCanaryPlaintextAtRestInTempFilesOrLogs) {
   std::vector<std::string> ids(canaries.size());
   std::vector<std::string> bodies(canaries.size() * 2);
   ParallelFor(server->port(), static_cast<int>(canaries.size()), 4, [&](HttpsConnection& c, int i) {
-    const auto created = Post(c, "clinic", canaries[i].value);
+    const auto created = PostProbe(c, "clinic", canaries[i].value);
     bodies[2 * i] = created.body;
     ASSERT_EQ(created.status, 201) << created.body;
     const auto v = json::parse(created.body).as_object();
@@ -785,7 +821,7 @@ TEST(DataProtectionTest, NoCanaryPlaintextAtRestInTempFilesOrLogs) {
     Sqlite db(DatabaseOf(d.data()));
     for (std::size_t i = 0; i < ids.size(); i += 7) {
       const auto len = db.Int("SELECT length(value) FROM sealed_probes WHERE id = ?",
-                              {SqlValue::Text(ids[i])});
+                              {std::string(ids[i])});
       EXPECT_GE(len, static_cast<std::int64_t>(canaries[i].value.size()) + 40);
     }
     EXPECT_EQ(db.Int("SELECT count(*) FROM sealed_probes"), 200);
@@ -839,7 +875,7 @@ TEST(DataProtectionTest, SealedValuesMovedToAnotherRowOrOrganizationDoNotOpen) {
              {"a", "clinic"}, {"b", "clinic"}, {"c", "clinic"}, {"x", "other"}, {"y", "clinic"},
              {"z", "other"}, {"flip0", "clinic"}, {"flip1", "clinic"}, {"flip_mid", "clinic"},
              {"flip_last", "clinic"}, {"control", "clinic"}}) {
-      const auto r = Post(c, org, secret + "-" + name);
+      const auto r = PostProbe(c, org, secret + "-" + name);
       ASSERT_EQ(r.status, 201) << r.body;
       id[name] = std::string(json::parse(r.body).at("id").as_string());
     }
@@ -848,11 +884,11 @@ TEST(DataProtectionTest, SealedValuesMovedToAnotherRowOrOrganizationDoNotOpen) {
   {
     Sqlite db(DatabaseOf(d.data()), /*writable=*/true);
     auto value_of = [&](const std::string& name) {
-      return db.Bytes("SELECT value FROM sealed_probes WHERE id = ?", {SqlValue::Text(id[name])});
+      return db.Bytes("SELECT value FROM sealed_probes WHERE id = ?", {std::string(id[name])});
     };
     auto set_value = [&](const std::string& name, const std::string& value) {
       db.Query("UPDATE sealed_probes SET value = ? WHERE id = ?",
-               {SqlValue::Blob(value), SqlValue::Text(id[name])});
+               {Blob(value), std::string(id[name])});
     };
     // A's value into B's row, same organization.
     set_value("b", value_of("a"));
@@ -861,7 +897,7 @@ TEST(DataProtectionTest, SealedValuesMovedToAnotherRowOrOrganizationDoNotOpen) {
     // A row (with its own value) moved to the other organization.
     db.Query("UPDATE sealed_probes SET org_id = (SELECT id FROM organizations WHERE slug = "
              "'other') WHERE id = ?",
-             {SqlValue::Text(id["c"])});
+             {std::string(id["c"])});
     // One bit flipped: in the format byte, the nonce... middle, the tag.
     for (const auto& [name, where] : std::vector<std::pair<std::string, int>>{
              {"flip0", 0}, {"flip1", 7}, {"flip_mid", -2}, {"flip_last", -1}}) {
@@ -905,7 +941,7 @@ TEST(DataProtectionTest, DataKeyAndMasterKeyRotationKeepEverythingOpen) {
   ParallelFor(server->port(), kProbes, 4, [&](HttpsConnection& c, int i) {
     const std::string value = "rotation value " + std::to_string(i) + " " + RandomHex(8);
     lengths[i] = value.size();
-    const auto r = Post(c, "clinic", value);
+    const auto r = PostProbe(c, "clinic", value);
     ASSERT_EQ(r.status, 201) << r.body;
     ids[i] = std::string(json::parse(r.body).at("id").as_string());
   });
@@ -936,7 +972,7 @@ TEST(DataProtectionTest, DataKeyAndMasterKeyRotationKeepEverythingOpen) {
   check_all(server->port(), ids, lengths);
   {
     HttpsConnection c(server->port());
-    const auto r = Post(c, "clinic", "after rotation");
+    const auto r = PostProbe(c, "clinic", "after rotation");
     ASSERT_EQ(r.status, 201) << r.body;
     EXPECT_EQ(json::parse(r.body).at("key_version").as_int64(), 2);
     ids.push_back(std::string(json::parse(r.body).at("id").as_string()));
@@ -980,7 +1016,7 @@ TEST(DataProtectionTest, DataKeyAndMasterKeyRotationKeepEverythingOpen) {
   {
     Sqlite db(DatabaseOf(d.data()));
     EXPECT_EQ(db.Int("SELECT count(*) FROM org_keys WHERE kek_version != ?",
-                     {SqlValue::Int(std::stoll(version))}),
+                     {std::int64_t(std::stoll(version))}),
               0);
   }
   // The running server keeps opening old values and sealing new ones, also
@@ -989,7 +1025,7 @@ TEST(DataProtectionTest, DataKeyAndMasterKeyRotationKeepEverythingOpen) {
   do {
     check_all(server->port(), ids, lengths);
     HttpsConnection c(server->port());
-    const auto r = Post(c, "clinic", "after master rotation");
+    const auto r = PostProbe(c, "clinic", "after master rotation");
     ASSERT_EQ(r.status, 201) << r.body;
     ids.push_back(std::string(json::parse(r.body).at("id").as_string()));
     lengths.push_back(std::string("after master rotation").size());
@@ -1001,7 +1037,7 @@ TEST(DataProtectionTest, DataKeyAndMasterKeyRotationKeepEverythingOpen) {
   check_all(server->port(), ids, lengths);
   {
     HttpsConnection c(server->port());
-    EXPECT_EQ(Post(c, "clinic", "after restart").status, 201);
+    EXPECT_EQ(PostProbe(c, "clinic", "after restart").status, 201);
   }
   EXPECT_EQ(server->Stop(SIGTERM), 0);
   EXPECT_EQ(ReadFile(key_file), key_after);
@@ -1261,7 +1297,7 @@ TEST_F(SealedProbeInputs, BadInputsAreRefusedAndLegalHostileValuesRoundTripSeale
     const Counts before = Now();
     std::vector<std::string> ids(8);
     ParallelFor(server_->port(), 8, 8, [&](HttpsConnection& c, int i) {
-      const auto r = Post(c, "clinic", "the same value sent eight times at once");
+      const auto r = PostProbe(c, "clinic", "the same value sent eight times at once");
       ASSERT_EQ(r.status, 201) << r.body;
       ids[i] = std::string(json::parse(r.body).at("id").as_string());
     });

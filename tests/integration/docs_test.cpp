@@ -75,7 +75,9 @@ TEST(DocsTest, EveryRouteIsDocumentedInOpenApiAndViceVersa) {
     // Routes are only registered here, never called, so the key store needs
     // no keys.
     keys::KeyStore keys(**db, nullptr, std::chrono::milliseconds(1000));
-    server::AddRoutes(router, config, **db, keys, metrics);
+    identity::Sessions sessions(**db);
+    core::WorkerPool pool(1, 1);
+    server::AddRoutes(router, config, {**db, keys, sessions, pool, metrics});
 
     std::set<std::string> registered;
     for (const auto& r : router.routes()) {

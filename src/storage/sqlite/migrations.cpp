@@ -123,6 +123,24 @@ constexpr Migration kMigrations[] = {
         PRIMARY KEY (org_id, version)
       ) STRICT;
     )sql"},
+    {3, "sessions", R"sql(
+      -- Signed-in sessions. The bearer token itself is never stored: only
+      -- its SHA-256, so a copy of the database signs no one in. A session of
+      -- scope 'password_change' (from a one-time password) may only set a
+      -- new password.
+      CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        token_hash BLOB NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        scope TEXT NOT NULL CHECK (scope IN ('full', 'password_change')),
+        created_at TEXT NOT NULL,
+        last_used_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT
+      ) STRICT;
+      CREATE INDEX sessions_by_user ON sessions (user_id);
+    )sql"},
 };
 
 constexpr bool VersionsAreContiguous() {

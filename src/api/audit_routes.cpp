@@ -1,0 +1,168 @@
+// GET /api/v1/audit: the caller's organization's audit events, newest first,
+// with filters and cursor pagination. Until roles and permissions exist the
+// route is for the organization's owners (it will need `audit.read`).
+// Reading the log is itself an access: the page and its own audit event
+// come from one transaction, and a refusal is recorded as well.
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+#include <charconv>
+#include <memory>
+
+#include "api/errors.hpp"
+#include "api/query.hpp"
+#include "api/routes.hpp"
+#include "audit/audit_log.hpp"
+#include "audit/timestamp.hpp"
+#include "core/error.hpp"
+#include "core/time.hpp"
+
+namespace cw::api {
+namespace {
+
+constexpr int kDefaultLimit = 100;
+constexpr int kMaxLimit = 500;
+
+std::optional<std::int64_t> ParsePositive(const std::string& text, std::int64_t max) {
+  std::int64_t v = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || v < 1 || v > max) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+boost::json::value OrNull(const std::string& s) {
+  if (s.empty()) return nullptr;
+  return boost::json::value(s);
+}
+
+boost::json::object EventJson(const audit::StoredEvent& e) {
+  boost::json::value details = nullptr;
+  if (!e.event.details.empty()) {
+    boost::system::error_code ec;
+    details = boost::json::parse(e.event.details, ec);
+    if (ec) details = nullptr;
+  }
+  return {{"seq", e.seq},
+          {"occurred_at", e.occurred_at},
+          {"actor_type", std::string(audit::ToString(e.event.actor_type))},
+          {"actor_id", OrNull(e.event.actor_id)},
+          {"action", e.event.action},
+          {"target_type", OrNull(e.event.target_type)},
+          {"target_id", OrNull(e.event.target_id)},
+          {"patient_id", OrNull(e.event.patient_id)},
+          {"outcome", std::string(audit::ToString(e.event.outcome))},
+          {"source_address", OrNull(e.event.source_address)},
+          {"request_id", OrNull(e.event.request_id)},
+          {"details", details},
+          {"hash", audit::HexHash(e.hash)}};
+}
+
+}  // namespace
+
+void AddAuditRoutes(Router& router, storage::Database& db) {
+  router.Add(Method::kGet, "/api/v1/audit", Access::kSignedIn, [&db](Request& req, Reply reply) {
+    SafeText problem = "";
+    auto params = ParseQuery(
+        req.query, {"actor", "action", "target", "patient", "from", "to", "cursor", "limit"},
+        &problem);
+    if (!params) {
+      reply(ErrorResponse(req.request_id, ApiError::kBadRequest, problem));
+      return;
+    }
+    audit::Filter filter;
+    filter.org_id = req.principal.org_id;  // never another organization's events
+    filter.newest_first = true;
+    filter.limit = kDefaultLimit;
+    for (const auto& [name, value] : *params) {
+      if (value.empty() || value.size() > audit::kMaxFieldSize) {
+        reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                            "a query parameter is empty or too long"));
+        return;
+      }
+      if (name == "actor") filter.actor_id = value;
+      if (name == "action") filter.action = value;
+      if (name == "target") filter.target_id = value;
+      if (name == "patient") filter.patient_id = value;
+      if (name == "from" || name == "to") {
+        if (!audit::ParseRfc3339(value)) {
+          reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                              "from and to take RFC 3339 times"));
+          return;
+        }
+        (name == "from" ? filter.from : filter.to) = value;
+      }
+      if (name == "limit") {
+        auto limit = ParsePositive(value, kMaxLimit);
+        if (!limit) {
+          reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                              "limit must be an integer from 1 to 500"));
+          return;
+        }
+        filter.limit = static_cast<int>(*limit);
+      }
+      if (name == "cursor") {
+        auto seq = value.size() > 1 && value[0] == 'b'
+                       ? ParsePositive(value.substr(1), INT64_MAX)
+                       : std::nullopt;
+        if (!seq) {
+          reply(ErrorResponse(req.request_id, ApiError::kBadRequest, "the cursor is not valid"));
+          return;
+        }
+        filter.before_seq = *seq;
+      }
+    }
+
+    struct State {
+      std::vector<audit::StoredEvent> events;
+      bool allowed = false;
+      std::string request_id;
+    };
+    auto state = std::make_shared<State>();
+    state->request_id = req.request_id;
+    state->allowed = req.principal.HasRole("owner");
+    audit::Event access;
+    access.org_id = req.principal.org_id;
+    access.actor_type = audit::ActorType::kUser;
+    access.actor_id = req.principal.user_id;
+    access.action = "audit.read";
+    access.target_type = "audit_log";
+    access.outcome = state->allowed ? audit::Outcome::kSuccess : audit::Outcome::kDenied;
+    access.source_address = req.peer_address;
+    access.request_id = req.request_id;
+    const int limit = filter.limit;
+    db.SubmitWrite(
+        [state, filter, access](storage::Transaction& tx) mutable -> Status {
+          if (state->allowed) {
+            auto page = audit::Query(tx, filter);
+            if (!page) return page.error();
+            state->events = std::move(*page);
+            access.details = "{\"events\":" + std::to_string(state->events.size()) + "}";
+          }
+          auto appended = audit::Append(tx, access, core::NowRfc3339());
+          if (!appended) return appended.error();
+          return Ok();
+        },
+        [state, limit, reply = std::move(reply)](Status status) {
+          if (!status) {
+            reply(ErrorResponseFor(state->request_id, status.error()));
+            return;
+          }
+          if (!state->allowed) {
+            reply(ErrorResponse(state->request_id, ApiError::kForbidden,
+                                "reading the audit log needs the owner role"));
+            return;
+          }
+          boost::json::array events;
+          for (const auto& e : state->events) events.push_back(EventJson(e));
+          boost::json::value next = nullptr;
+          if (static_cast<int>(state->events.size()) == limit) {
+            next = "b" + std::to_string(state->events.back().seq);
+          }
+          reply(JsonResponse(200, {{"events", std::move(events)}, {"next_cursor", next}}));
+        });
+  });
+}
+
+}  // namespace cw::api
