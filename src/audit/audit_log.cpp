@@ -102,9 +102,9 @@ Value OrNull(const std::string& text) {
 }
 
 internal::RowText TextOf(std::string_view occurred_at, const Event& e) {
-  return {occurred_at,   e.org_id,    ToString(e.actor_type), e.actor_id,
-          e.action,      e.target_type, e.target_id,          e.patient_id,
-          ToString(e.outcome), e.source_address, e.request_id, e.details};
+  return {occurred_at,   e.org_id,    ToString(e.actor_type), e.actor_id,          e.action,
+          e.target_type, e.target_id, e.patient_id,           ToString(e.outcome), e.source_address,
+          e.request_id,  e.details};
 }
 
 Result<std::optional<StoredEvent>> QueryEvent(Transaction& txn, std::string_view sql,
@@ -180,8 +180,8 @@ std::string_view ToString(Outcome outcome) {
 }
 
 std::optional<ActorType> ParseActorType(std::string_view text) {
-  for (ActorType t : {ActorType::kUser, ActorType::kDevice, ActorType::kPatient,
-                      ActorType::kSystem}) {
+  for (ActorType t :
+       {ActorType::kUser, ActorType::kDevice, ActorType::kPatient, ActorType::kSystem}) {
     if (text == ToString(t)) return t;
   }
   return std::nullopt;
@@ -265,7 +265,8 @@ std::string ScanSql(const Scan& scan, bool descending) {
   std::string sql = "SELECT ";
   sql.append(kColumns).append(" FROM audit_events WHERE seq > ?");
   if (scan.last_seq != 0) sql.append(" AND seq <= ?");
-  sql.append(scan.where).append(descending ? " ORDER BY seq DESC LIMIT ?" : " ORDER BY seq LIMIT ?");
+  sql.append(scan.where)
+      .append(descending ? " ORDER BY seq DESC LIMIT ?" : " ORDER BY seq LIMIT ?");
   return sql;
 }
 
@@ -411,15 +412,18 @@ Result<std::int64_t> Append(Transaction& txn, const Event& e, std::string_view o
 
   const Hash hash = ChainHash(previous, seq, occurred_at, e);
   auto inserted = txn.Execute(
-      kInsert, {seq, std::string(occurred_at), OrNull(e.org_id), std::string(ToString(e.actor_type)),
-                OrNull(e.actor_id), e.action, OrNull(e.target_type), OrNull(e.target_id),
-                OrNull(e.patient_id), std::string(ToString(e.outcome)), OrNull(e.source_address),
-                OrNull(e.request_id), OrNull(e.details), storage::Blob(hash.begin(), hash.end())});
+      kInsert,
+      {seq, std::string(occurred_at), OrNull(e.org_id), std::string(ToString(e.actor_type)),
+       OrNull(e.actor_id), e.action, OrNull(e.target_type), OrNull(e.target_id),
+       OrNull(e.patient_id), std::string(ToString(e.outcome)), OrNull(e.source_address),
+       OrNull(e.request_id), OrNull(e.details), storage::Blob(hash.begin(), hash.end())});
   if (!inserted) return inserted.error();
   return seq;
 }
 
-Result<std::optional<StoredEvent>> Last(Transaction& txn) { return QueryEvent(txn, kSelectLast, {}); }
+Result<std::optional<StoredEvent>> Last(Transaction& txn) {
+  return QueryEvent(txn, kSelectLast, {});
+}
 
 Result<std::optional<StoredEvent>> Find(Transaction& txn, std::int64_t seq) {
   return QueryEvent(txn, kSelectBySeq, {seq});

@@ -61,8 +61,8 @@ class AuditLogTest : public ::testing::Test {
 // A work that inserts a write probe and records it in the audit log.
 storage::WriteWork ProbeAndAudit(int i, bool fail_after) {
   return [i, fail_after](storage::Transaction& txn) -> Status {
-    auto inserted = txn.Execute("INSERT INTO write_probes (created_at) VALUES (?)",
-                                {core::NowRfc3339()});
+    auto inserted =
+        txn.Execute("INSERT INTO write_probes (created_at) VALUES (?)", {core::NowRfc3339()});
     if (!inserted) return inserted.error();
     auto seq = Append(txn, MakeEvent(i), core::NowRfc3339());
     if (!seq) return seq.error();
@@ -119,9 +119,8 @@ TEST_F(AuditLogTest, ChainHashFollowsTheDocumentedCanonicalForm) {
     bytes.push_back(static_cast<char>(n));
     bytes.append(s);
   };
-  for (std::string_view s :
-       {"carewire-audit-v1", "42", time.c_str(), "org", "user", "u1", "auth.login", "", "", "",
-        "denied", "", "", "{\"reason\":\"mfa\"}"}) {
+  for (std::string_view s : {"carewire-audit-v1", "42", time.c_str(), "org", "user", "u1",
+                             "auth.login", "", "", "", "denied", "", "", "{\"reason\":\"mfa\"}"}) {
     item(s);
   }
   Hash expected;
@@ -244,9 +243,8 @@ TEST_F(AuditLogTest, RefusesEventsThatBreakTheRules) {
   bad.push_back(with([](Event& e) { e.patient_id = "\xff\xfe"; }));  // not UTF-8
   bad.push_back(with([](Event& e) { e.details = "[1,2]"; }));        // not an object
   bad.push_back(with([](Event& e) { e.details = "{\"a\":"; }));
-  bad.push_back(with([](Event& e) {
-    e.details = "{\"a\":\"" + std::string(kMaxDetailsSize, 'x') + "\"}";
-  }));
+  bad.push_back(
+      with([](Event& e) { e.details = "{\"a\":\"" + std::string(kMaxDetailsSize, 'x') + "\"}"; }));
   bad.push_back(with([](Event& e) { e.actor_type = static_cast<ActorType>(9); }));
   bad.push_back(with([](Event& e) { e.outcome = static_cast<Outcome>(-1); }));
 

@@ -176,7 +176,7 @@ class Checkpointer {
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  bool stopping_ = false;   // GUARDED_BY(mutex_)
+  bool stopping_ = false;     // GUARDED_BY(mutex_)
   std::int64_t written_ = 0;  // GUARDED_BY(mutex_)
 
   // The checkpointer thread's own state (and Stop's, after the join).

@@ -48,7 +48,7 @@ bool Eventually(F done) {
   return done();
 }
 
-class CheckpointTest : public ::testing::Test {
+class AuditCheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
     db_ = testing::OpenDatabase(dir_.File("carewire.db"));
@@ -67,7 +67,7 @@ class CheckpointTest : public ::testing::Test {
   std::string path_ = dir_.File("audit-checkpoints.jsonl");
 };
 
-TEST_F(CheckpointTest, SignaturesVerifyOnlyUnchangedAndWithTheRightKey) {
+TEST_F(AuditCheckpointTest, SignaturesVerifyOnlyUnchangedAndWithTheRightKey) {
   const Checkpoint checkpoint = Sign(*key_, 42, SomeHash(3), "2026-01-01T00:00:00.000000Z");
   EXPECT_TRUE(VerifySignature(key_->public_key(), checkpoint));
 
@@ -92,7 +92,7 @@ TEST_F(CheckpointTest, SignaturesVerifyOnlyUnchangedAndWithTheRightKey) {
   EXPECT_THROW(SigningKey::FromSeed(short_seed), std::invalid_argument);
 }
 
-TEST_F(CheckpointTest, LinesRoundTripAndOddLinesAreRefused) {
+TEST_F(AuditCheckpointTest, LinesRoundTripAndOddLinesAreRefused) {
   const Checkpoint checkpoint = Sign(*key_, 7, SomeHash(0xab), "2026-01-01T00:00:00.000000Z");
   const std::string line = FormatCheckpointLine(checkpoint);
   EXPECT_EQ(line.rfind("{\"seq\":7,\"hash\":\"abab", 0), 0u) << line;
@@ -127,7 +127,7 @@ TEST_F(CheckpointTest, LinesRoundTripAndOddLinesAreRefused) {
   }
 }
 
-TEST_F(CheckpointTest, FileIsCreatedOwnerOnlyAndOnlyGrows) {
+TEST_F(AuditCheckpointTest, FileIsCreatedOwnerOnlyAndOnlyGrows) {
   auto missing = ReadCheckpoints(path_);
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error(), Error::kCheckpointFileMissing);
@@ -165,7 +165,7 @@ TEST_F(CheckpointTest, FileIsCreatedOwnerOnlyAndOnlyGrows) {
   EXPECT_FALSE(*last);
 }
 
-TEST_F(CheckpointTest, MalformedLinesAreReportedByNumber) {
+TEST_F(AuditCheckpointTest, MalformedLinesAreReportedByNumber) {
   const std::string good1 = FormatCheckpointLine(Sign(*key_, 1, SomeHash(1), "2026-01-01"));
   const std::string good2 = FormatCheckpointLine(Sign(*key_, 2, SomeHash(2), "2026-01-01"));
 
@@ -202,7 +202,7 @@ TEST_F(CheckpointTest, MalformedLinesAreReportedByNumber) {
   EXPECT_EQ((*last)->seq, 200);
 }
 
-TEST_F(CheckpointTest, WriteCheckpointNowSignsTheNewestEventOnce) {
+TEST_F(AuditCheckpointTest, WriteCheckpointNowSignsTheNewestEventOnce) {
   auto none = WriteCheckpointNow(*db_, *key_, path_);
   ASSERT_TRUE(none);
   EXPECT_FALSE(*none);
@@ -230,7 +230,7 @@ TEST_F(CheckpointTest, WriteCheckpointNowSignsTheNewestEventOnce) {
   ASSERT_EQ(read->size(), 2u);
 }
 
-TEST_F(CheckpointTest, WriteCheckpointNowRefusesToSignOverATamperedLog) {
+TEST_F(AuditCheckpointTest, WriteCheckpointNowRefusesToSignOverATamperedLog) {
   AppendEvents(*db_, 0, 5);
   ASSERT_TRUE(WriteCheckpointNow(*db_, *key_, path_));
   RawSqlite raw(dir_.File("carewire.db"));
@@ -251,7 +251,7 @@ TEST_F(CheckpointTest, WriteCheckpointNowRefusesToSignOverATamperedLog) {
   EXPECT_EQ(LastCheckpointSeq(), 5);
 }
 
-TEST_F(CheckpointTest, CheckpointerWritesEveryNEventsAndAtStop) {
+TEST_F(AuditCheckpointTest, CheckpointerWritesEveryNEventsAndAtStop) {
   CheckpointerOptions options;
   options.poll = std::chrono::milliseconds(5);
   options.every_events = 10;
@@ -280,7 +280,7 @@ TEST_F(CheckpointTest, CheckpointerWritesEveryNEventsAndAtStop) {
   for (const Checkpoint& c : *all) EXPECT_TRUE(VerifySignature(key_->public_key(), c));
 }
 
-TEST_F(CheckpointTest, CheckpointerWritesAfterTheIntervalAndSkipsWhatOthersWrote) {
+TEST_F(AuditCheckpointTest, CheckpointerWritesAfterTheIntervalAndSkipsWhatOthersWrote) {
   AppendEvents(*db_, 0, 3);
   // The command line checkpointed already: nothing for the server to add.
   ASSERT_TRUE(WriteCheckpointNow(*db_, *key_, path_));

@@ -9,9 +9,9 @@ namespace cw::audit {
 
 enum class Error {
   kOk = 0,
-  kInvalidEvent,    // a field missing, too long or not plain text: a bug in the caller
-  kInvalidFilter,   // a limit out of range or a time that is not RFC 3339
-  kCorruptEvent,    // a stored event that does not read back (a wrong type, a bad hash size)
+  kInvalidEvent,           // a field missing, too long or not plain text: a bug in the caller
+  kInvalidFilter,          // a limit out of range or a time that is not RFC 3339
+  kCorruptEvent,           // a stored event that does not read back (a wrong type, a bad hash size)
   kCheckpointFileMissing,  // the checkpoint file does not exist
   kCheckpointMalformed,    // a line of the checkpoint file is not a checkpoint
   kCheckpointIo,           // opening, reading, writing or syncing the checkpoint file failed

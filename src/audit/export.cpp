@@ -41,11 +41,19 @@ std::string JsonLine(const StoredEvent& stored) {
 std::string CsvRecord(const StoredEvent& stored) {
   const Event& e = stored.event;
   const std::string seq = std::to_string(stored.seq);
-  const std::string_view fields[] = {
-      seq,           stored.occurred_at, e.org_id,         ToString(e.actor_type),
-      e.actor_id,    e.action,           e.target_type,    e.target_id,
-      e.patient_id,  ToString(e.outcome), e.source_address, e.request_id,
-      e.details};
+  const std::string_view fields[] = {seq,
+                                     stored.occurred_at,
+                                     e.org_id,
+                                     ToString(e.actor_type),
+                                     e.actor_id,
+                                     e.action,
+                                     e.target_type,
+                                     e.target_id,
+                                     e.patient_id,
+                                     ToString(e.outcome),
+                                     e.source_address,
+                                     e.request_id,
+                                     e.details};
   std::string record;
   for (std::string_view field : fields) {
     record.append(CsvField(field)).push_back(',');
@@ -58,7 +66,8 @@ std::string CsvRecord(const StoredEvent& stored) {
 
 std::string CsvField(std::string_view value) {
   std::string field;
-  if (!value.empty() && std::string_view("=+-@\t\r").find(value.front()) != std::string_view::npos) {
+  if (!value.empty() &&
+      std::string_view("=+-@\t\r").find(value.front()) != std::string_view::npos) {
     field.push_back('\'');
   }
   field.append(value);

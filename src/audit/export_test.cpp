@@ -52,7 +52,7 @@ std::vector<std::vector<std::string>> ParseCsv(const std::string& text) {
   return records;
 }
 
-class ExportTest : public ::testing::Test {
+class AuditExportTest : public ::testing::Test {
  protected:
   void SetUp() override {
     db_ = testing::OpenDatabase(dir_.File("carewire.db"));
@@ -82,7 +82,7 @@ class ExportTest : public ::testing::Test {
   std::unique_ptr<storage::Database> db_;
 };
 
-TEST_F(ExportTest, JsonLinesCarryEveryFieldAndReverify) {
+TEST_F(AuditExportTest, JsonLinesCarryEveryFieldAndReverify) {
   std::vector<Event> events;
   for (int i = 0; i < 30; ++i) events.push_back(MakeEvent(i));
   events[3].actor_id = "Zoë \"quoted\" \\ back";
@@ -126,7 +126,7 @@ TEST_F(ExportTest, JsonLinesCarryEveryFieldAndReverify) {
   EXPECT_EQ(n, events.size());
 }
 
-TEST_F(ExportTest, CsvQuotesAndNeutralizesFormulas) {
+TEST_F(AuditExportTest, CsvQuotesAndNeutralizesFormulas) {
   std::vector<Event> events(9, MakeEvent(1));
   events[0].actor_id = "a,b";
   events[1].actor_id = "say \"hi\"";
@@ -145,12 +145,11 @@ TEST_F(ExportTest, CsvQuotesAndNeutralizesFormulas) {
   ASSERT_EQ(records.size(), events.size() + 1);
   EXPECT_EQ(records[0],
             (std::vector<std::string>{"seq", "occurred_at", "org_id", "actor_type", "actor_id",
-                                      "action", "target_type", "target_id", "patient_id",
-                                      "outcome", "source_address", "request_id", "details",
-                                      "hash"}));
-  const std::vector<std::string> actor_ids = {
-      "a,b", "say \"hi\"", "'=HYPERLINK(\"http://x\")", "'+1", "'-2+3", "'@SUM(A1)",
-      "plain", "",          "user-1"};
+                                      "action", "target_type", "target_id", "patient_id", "outcome",
+                                      "source_address", "request_id", "details", "hash"}));
+  const std::vector<std::string> actor_ids = {"a,b",   "say \"hi\"", "'=HYPERLINK(\"http://x\")",
+                                              "'+1",   "'-2+3",      "'@SUM(A1)",
+                                              "plain", "",           "user-1"};
   const auto stored = Stored();
   for (std::size_t i = 0; i < events.size(); ++i) {
     const auto& r = records[i + 1];
@@ -170,7 +169,7 @@ TEST_F(ExportTest, CsvQuotesAndNeutralizesFormulas) {
   EXPECT_EQ(CsvField("x=1"), "x=1");
 }
 
-TEST_F(ExportTest, TimeBoundsSelectAHalfOpenRange) {
+TEST_F(AuditExportTest, TimeBoundsSelectAHalfOpenRange) {
   std::vector<Event> events;
   for (int i = 0; i < 20; ++i) events.push_back(MakeEvent(i));
   AppendAll(events);
@@ -195,7 +194,7 @@ TEST_F(ExportTest, TimeBoundsSelectAHalfOpenRange) {
   EXPECT_EQ(Export(*db_, ExportFormat::kCsv, "soon", "", out).error(), Error::kInvalidFilter);
 }
 
-TEST_F(ExportTest, AFailingStreamStopsTheExport) {
+TEST_F(AuditExportTest, AFailingStreamStopsTheExport) {
   AppendAll({MakeEvent(1), MakeEvent(2)});
   std::ostringstream out;
   out.setstate(std::ios::badbit);

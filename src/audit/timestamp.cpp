@@ -50,8 +50,8 @@ std::optional<Microseconds> ParseRfc3339(std::string_view s) {
   int hour = 0;
   int minute = 0;
   int second = 0;
-  if (s.size() < 20 || (s[10] != 'T' && s[10] != 't') || !Digits(s, 11, 2, &hour) ||
-      s[13] != ':' || !Digits(s, 14, 2, &minute) || s[16] != ':' || !Digits(s, 17, 2, &second)) {
+  if (s.size() < 20 || (s[10] != 'T' && s[10] != 't') || !Digits(s, 11, 2, &hour) || s[13] != ':' ||
+      !Digits(s, 14, 2, &minute) || s[16] != ':' || !Digits(s, 17, 2, &second)) {
     return std::nullopt;
   }
   if (hour > 23 || minute > 59 || second > 59) return std::nullopt;
@@ -106,11 +106,11 @@ std::optional<std::string> NormalizeRfc3339(std::string_view text) {
   const int year = static_cast<int>(date.year());
   if (year < 0 || year > 9999) return std::nullopt;
   char stored[64];
-  const int length = std::snprintf(stored, sizeof stored, "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ", year,
-                static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()),
-                static_cast<int>(time.hours().count()), static_cast<int>(time.minutes().count()),
-                static_cast<int>(time.seconds().count()),
-                static_cast<long long>(time.subseconds().count()));
+  const int length = std::snprintf(
+      stored, sizeof stored, "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ", year,
+      static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()),
+      static_cast<int>(time.hours().count()), static_cast<int>(time.minutes().count()),
+      static_cast<int>(time.seconds().count()), static_cast<long long>(time.subseconds().count()));
   if (length != static_cast<int>(kStoredSize)) return std::nullopt;
   return std::string(stored, kStoredSize);
 }

@@ -7,7 +7,7 @@
 namespace cw::audit {
 namespace {
 
-TEST(TimestampTest, NormalizesToTheStoredForm) {
+TEST(AuditTimestampTest, NormalizesToTheStoredForm) {
   const std::pair<const char*, const char*> cases[] = {
       {"2026-11-21T21:36:20Z", "2026-11-21T21:36:20.000000Z"},
       {"2026-11-21t21:36:20.5z", "2026-11-21T21:36:20.500000Z"},
@@ -24,18 +24,18 @@ TEST(TimestampTest, NormalizesToTheStoredForm) {
   }
 }
 
-TEST(TimestampTest, RefusesWhatIsNotRfc3339) {
-  for (const char* bad : {"", "2026", "2026-11-21T21:36Z", "2026-11-21 21:36:20Z",
-                          "2026-11-21T21:36:20", "2026-11-21T21:36:20.Z",
-                          "2026-11-21T21:36:20.1234567Z", "2026-11-21T24:00:00Z",
-                          "2026-11-21T23:59:60Z", "2025-02-29", "2026-13-01", "2026-11-21T21:36:20+1:00",
-                          "2026-11-21T21:36:20Zjunk", "0000-01-01T00:00:00+01:00",
-                          "9999-12-31T23:00:00-02:00", "２０２６-11-21"}) {
+TEST(AuditTimestampTest, RefusesWhatIsNotRfc3339) {
+  for (const char* bad :
+       {"", "2026", "2026-11-21T21:36Z", "2026-11-21 21:36:20Z", "2026-11-21T21:36:20",
+        "2026-11-21T21:36:20.Z", "2026-11-21T21:36:20.1234567Z", "2026-11-21T24:00:00Z",
+        "2026-11-21T23:59:60Z", "2025-02-29", "2026-13-01", "2026-11-21T21:36:20+1:00",
+        "2026-11-21T21:36:20Zjunk", "0000-01-01T00:00:00+01:00", "9999-12-31T23:00:00-02:00",
+        "２０２６-11-21"}) {
     EXPECT_FALSE(NormalizeRfc3339(bad)) << bad;
   }
 }
 
-TEST(TimestampTest, StoredFormIsWhatTheServerWrites) {
+TEST(AuditTimestampTest, StoredFormIsWhatTheServerWrites) {
   EXPECT_TRUE(IsStoredTimeForm(core::NowRfc3339()));
   EXPECT_TRUE(IsStoredTimeForm("2026-11-21T21:36:20.000000Z"));
   EXPECT_FALSE(IsStoredTimeForm("2026-11-21T21:36:20Z"));

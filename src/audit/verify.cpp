@@ -175,8 +175,7 @@ Result<VerifyReport> Verify(storage::Database& db, const VerifyOptions& options)
 
   if (reached_end) {
     // Every checkpoint left is beyond the last row: rows it covered are gone.
-    while (next_checkpoint < trusted.size() &&
-           trusted[next_checkpoint]->seq <= report.last_seq) {
+    while (next_checkpoint < trusted.size() && trusted[next_checkpoint]->seq <= report.last_seq) {
       ++next_checkpoint;
     }
     if (next_checkpoint < trusted.size()) first.Note(report.last_seq + 1, "log truncated");

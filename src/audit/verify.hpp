@@ -54,8 +54,8 @@ struct VerifyOptions {
 
 struct VerifyReport {
   bool ok = true;
-  std::int64_t events = 0;  // rows whose chain hash was checked
-  std::int64_t last_seq = 0;  // the highest seq read (from_seq when no row after it)
+  std::int64_t events = 0;         // rows whose chain hash was checked
+  std::int64_t last_seq = 0;       // the highest seq read (from_seq when no row after it)
   std::int64_t first_bad_seq = 0;  // 0 when ok
   // A fixed phrase from the list above (empty when ok): never event content.
   std::string problem;

@@ -45,7 +45,7 @@ constexpr FieldEdit kEdits[] = {
 // A 50-event log with a signed checkpoint after every 10th event (the file
 // holds seqs 10, 20, 30, 40, 50), and a raw connection to tamper with it.
 // Each tampering is undone from a copy of the table before the next.
-class VerifyTest : public ::testing::Test {
+class AuditVerifyTest : public ::testing::Test {
  protected:
   void SetUp() override {
     db_ = testing::OpenDatabase(db_path_);
@@ -127,7 +127,7 @@ class VerifyTest : public ::testing::Test {
   std::vector<Checkpoint> checkpoints_;
 };
 
-TEST_F(VerifyTest, AnUntouchedLogVerifies) {
+TEST_F(AuditVerifyTest, AnUntouchedLogVerifies) {
   const VerifyReport report = Run();
   EXPECT_TRUE(report.ok) << report.problem;
   EXPECT_EQ(report.events, kEvents);
@@ -150,7 +150,7 @@ TEST_F(VerifyTest, AnUntouchedLogVerifies) {
   EXPECT_EQ(refused.error(), Error::kNoSuchCheckpoint);
 }
 
-TEST_F(VerifyTest, EditingAnyFieldOfAnyRowIsFoundAtThatRow) {
+TEST_F(AuditVerifyTest, EditingAnyFieldOfAnyRowIsFoundAtThatRow) {
   for (const FieldEdit& edit : kEdits) {
     for (int seq = 1; seq <= kEvents; ++seq) {
       raw_->Exec(std::string("UPDATE audit_events SET ") + edit.column + " = " + edit.set +
@@ -168,7 +168,7 @@ TEST_F(VerifyTest, EditingAnyFieldOfAnyRowIsFoundAtThatRow) {
   EXPECT_TRUE(Run().ok);
 }
 
-TEST_F(VerifyTest, DeletingAnyRowIsFoundAtThatRow) {
+TEST_F(AuditVerifyTest, DeletingAnyRowIsFoundAtThatRow) {
   for (int seq = 1; seq <= kEvents; ++seq) {
     raw_->Exec("DELETE FROM audit_events WHERE seq = " + std::to_string(seq));
     const VerifyReport report = Run();
@@ -180,7 +180,7 @@ TEST_F(VerifyTest, DeletingAnyRowIsFoundAtThatRow) {
   }
 }
 
-TEST_F(VerifyTest, SwappingAnyTwoAdjacentRowsIsFoundAtTheFirst) {
+TEST_F(AuditVerifyTest, SwappingAnyTwoAdjacentRowsIsFoundAtTheFirst) {
   constexpr const char* kSwap =
       "UPDATE audit_events SET (occurred_at, org_id, actor_type, actor_id, action, target_type, "
       "target_id, patient_id, outcome, source_address, request_id, details, hash) = "
@@ -198,7 +198,7 @@ TEST_F(VerifyTest, SwappingAnyTwoAdjacentRowsIsFoundAtTheFirst) {
   }
 }
 
-TEST_F(VerifyTest, InsertingARowAnywhereIsFound) {
+TEST_F(AuditVerifyTest, InsertingARowAnywhereIsFound) {
   for (int seq = 1; seq <= kEvents + 1; ++seq) {
     for (bool correct_hash : {false, true}) {
       // Make room at `seq`, then insert there.
@@ -246,7 +246,7 @@ TEST_F(VerifyTest, InsertingARowAnywhereIsFound) {
   }
 }
 
-TEST_F(VerifyTest, RecomputedChainIsCaughtByTheNextCheckpointButNotAfterTheLast) {
+TEST_F(AuditVerifyTest, RecomputedChainIsCaughtByTheNextCheckpointButNotAfterTheLast) {
   // Five events beyond the last checkpoint (seq 50).
   raw_.reset();
   AppendAndCheckpoint(kEvents, 5);
@@ -256,8 +256,7 @@ TEST_F(VerifyTest, RecomputedChainIsCaughtByTheNextCheckpointButNotAfterTheLast)
   ASSERT_TRUE(Run().ok);
 
   for (int seq = 1; seq <= kEvents + 5; ++seq) {
-    raw_->Exec("UPDATE audit_events SET actor_id = 'user-evil' WHERE seq = " +
-               std::to_string(seq));
+    raw_->Exec("UPDATE audit_events SET actor_id = 'user-evil' WHERE seq = " + std::to_string(seq));
     RecomputeChainFrom(seq);
     const VerifyReport report = Run();
     if (seq <= kEvents) {
@@ -272,7 +271,7 @@ TEST_F(VerifyTest, RecomputedChainIsCaughtByTheNextCheckpointButNotAfterTheLast)
   }
 }
 
-TEST_F(VerifyTest, TruncatingTheTailIsFoundAtTheFirstMissingSeq) {
+TEST_F(AuditVerifyTest, TruncatingTheTailIsFoundAtTheFirstMissingSeq) {
   for (int k : {1, 2, 9, 10, 11, 25, 49, 50}) {
     raw_->Exec("DELETE FROM audit_events WHERE seq > " + std::to_string(kEvents - k));
     const VerifyReport report = Run();
@@ -284,7 +283,7 @@ TEST_F(VerifyTest, TruncatingTheTailIsFoundAtTheFirstMissingSeq) {
   }
 }
 
-TEST_F(VerifyTest, AFlippedSignatureBitInTheFileIsFoundAtItsSeq) {
+TEST_F(AuditVerifyTest, AFlippedSignatureBitInTheFileIsFoundAtItsSeq) {
   std::ifstream in(checkpoint_path_);
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
@@ -313,7 +312,7 @@ TEST_F(VerifyTest, AFlippedSignatureBitInTheFileIsFoundAtItsSeq) {
   }
 }
 
-TEST_F(VerifyTest, CheckpointsOutOfOrderAreFound) {
+TEST_F(AuditVerifyTest, CheckpointsOutOfOrderAreFound) {
   auto c = checkpoints_;
   EXPECT_EQ(Run({c[0], c[2], c[1], c[3], c[4]}).first_bad_seq, 20);
   EXPECT_EQ(Run({c[0], c[2], c[1], c[3], c[4]}).problem, "checkpoints out of order");
@@ -324,7 +323,7 @@ TEST_F(VerifyTest, CheckpointsOutOfOrderAreFound) {
   EXPECT_EQ(Run({c[0], c[2], c[1]}).first_bad_seq, 5);
 }
 
-TEST_F(VerifyTest, ACheckpointFromAnotherKeyIsRefused) {
+TEST_F(AuditVerifyTest, ACheckpointFromAnotherKeyIsRefused) {
   auto other = TestKey(99);
   auto forged = checkpoints_;
   forged[2] = Sign(*other, forged[2].seq, forged[2].hash, forged[2].time);
@@ -334,7 +333,7 @@ TEST_F(VerifyTest, ACheckpointFromAnotherKeyIsRefused) {
   EXPECT_EQ(report.problem, "checkpoint signature invalid");
 }
 
-TEST_F(VerifyTest, WithoutCheckpointsOnlyTheChainIsChecked) {
+TEST_F(AuditVerifyTest, WithoutCheckpointsOnlyTheChainIsChecked) {
   EXPECT_EQ(Run({}).problem, "no checkpoint");
   EXPECT_EQ(Run({}).first_bad_seq, 1);
   VerifyOptions options;
@@ -345,7 +344,7 @@ TEST_F(VerifyTest, WithoutCheckpointsOnlyTheChainIsChecked) {
   EXPECT_EQ(report->events, kEvents);
 }
 
-TEST_F(VerifyTest, StartUpCheckFromTheLastCheckpoint) {
+TEST_F(AuditVerifyTest, StartUpCheckFromTheLastCheckpoint) {
   auto report = VerifySinceLastCheckpoint(*db_, checkpoint_path_, key_->public_key());
   ASSERT_TRUE(report);
   EXPECT_TRUE(report->ok);
