@@ -16,6 +16,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
+std::optional<std::string> MasterKeyFromEnvironment() {
+  const char* value = std::getenv("CAREWIRE_MASTER_KEY");  // NOLINT(concurrency-mt-unsafe)
+  if (value == nullptr || *value == '\0') return std::nullopt;
+  return std::string(value);
+}
+
+}  // namespace
+
 void PrepareDataDir(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -24,14 +32,6 @@ void PrepareDataDir(const std::string& dir) {
   fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
   if (ec) throw std::runtime_error("cannot restrict the data directory " + dir);
 }
-
-std::optional<std::string> MasterKeyFromEnvironment() {
-  const char* value = std::getenv("CAREWIRE_MASTER_KEY");  // NOLINT(concurrency-mt-unsafe)
-  if (value == nullptr || *value == '\0') return std::nullopt;
-  return std::string(value);
-}
-
-}  // namespace
 
 DeploymentPaths PathsFor(const core::Config& config) {
   const fs::path dir(config.server.data_dir);

@@ -26,6 +26,10 @@ struct DeploymentPaths {
 
 DeploymentPaths PathsFor(const core::Config& config);
 
+// Creates the data directory when missing and restricts it to its owner
+// (0700): it holds the database, keys and certificates.
+void PrepareDataDir(const std::string& dir);
+
 struct Deployment {
   DeploymentPaths paths;
   std::unique_ptr<storage::Database> db;

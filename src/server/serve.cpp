@@ -163,6 +163,7 @@ int Serve(const core::Config& config, const ServeOptions& options) {
 
 int Migrate(const core::Config& config) {
   ApplyLogLevel(config);
+  PrepareDataDir(config.server.data_dir);
   auto report = storage::MigrateSqlite(PathsFor(config).database);
   if (!report) {
     std::cerr << "migration failed: " << ErrorText(report.error()) << "\n";
