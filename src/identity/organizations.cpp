@@ -109,7 +109,7 @@ Status InsertOrganization(storage::Transaction& tx, const crypto::KeyEncryptionK
   owner.action = "user.created";
   owner.target_type = "user";
   owner.target_id = org.owner_id;
-  owner.details = R"({"roles":["owner"],"one_time_password":"issued"})";
+  owner.details = R"({"roles":["owner"],"credential":"one-time"})";
   for (const audit::Event* e : {&created, &keys_created, &owner}) {
     auto appended = audit::Append(tx, *e, now);
     if (!appended) return appended.error();

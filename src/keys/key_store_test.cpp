@@ -312,5 +312,38 @@ TEST_F(KeyStoreTest, ReencryptionLeavesAValueChangedMeanwhileAlone) {
   EXPECT_EQ(CheckProbes(keys, "org_a"), (std::set<std::uint32_t>{2}));
 }
 
+TEST_F(KeyStoreTest, AValueThatDoesNotOpenIsReportedAndDoesNotStopTheRotation) {
+  auto kek = Kek(kKek1);
+  AddOrg("org_a", *kek);
+  KeyStore keys(*db_, kek, std::chrono::milliseconds(1));
+  AddProbes(keys, "org_a", 10);
+  const std::string damaged = "spr_org_a_00004";
+  ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
+    // One flipped bit in the ciphertext.
+    auto row = tx.QueryOne("SELECT value FROM sealed_probes WHERE id = ?", {damaged});
+    if (!row) return row.error();
+    Blob value = (*row)->Bytes(0);
+    value[40] ^= 1;
+    auto r = tx.Execute("UPDATE sealed_probes SET value = ? WHERE id = ?", {value, damaged});
+    if (!r) return r.error();
+    return Ok();
+  }));
+  Rotate("org_a", *kek, kLongAgo);
+  Reencryptor job(*db_, keys, {std::chrono::milliseconds(10), 4});
+  int steps = 0;
+  while (*job.Step()) ASSERT_LT(++steps, 10);
+  ASSERT_TRUE(db_->Read([&](storage::Transaction& tx) -> Status {
+    auto finished = tx.QueryOne(
+        "SELECT count(*) FROM key_rotations WHERE finished_at IS NOT NULL AND resealed = 9");
+    EXPECT_EQ((*finished)->Int(0), 1);
+    auto reported = tx.QueryOne(
+        "SELECT count(*) FROM audit_events WHERE action = 'keys.value_unopenable' "
+        "AND target_id = ? AND outcome = 'failure'",
+        {damaged});
+    EXPECT_EQ((*reported)->Int(0), 1);
+    return Ok();
+  }));
+}
+
 }  // namespace
 }  // namespace cw::keys

@@ -121,7 +121,7 @@ Result<bool> Reencryptor::Step() {
   std::vector<Update> updates;
   std::string last_id = pending->cursor_id;
   std::int64_t rows = 0;
-  Status opened = Ok();
+  std::vector<std::string> unopenable;
   auto read = db_.Read([&](storage::Transaction& tx) -> Status {
     return tx.Query(
         select,
@@ -137,8 +137,10 @@ Result<bool> Reencryptor::Step() {
                                             last_id};
           auto plain = crypto::Open((*keys)->data, context, value);
           if (!plain) {
-            opened = plain.error();
-            return plain.error();
+            // Damaged or moved here from elsewhere: it stays as it is (it
+            // did not open before either), is reported, and the pass goes on.
+            unopenable.push_back(last_id);
+            return Ok();
           }
           updates.push_back({last_id, value, Blob()});
           crypto::Bytes sealed = crypto::Seal(*target, context, *plain);
@@ -147,7 +149,6 @@ Result<bool> Reencryptor::Step() {
           return Ok();
         });
   });
-  if (!opened) return Fail(opened.error());
   if (!read) return Fail(read.error());
 
   const bool table_done = rows < options_.batch;
@@ -178,6 +179,17 @@ Result<bool> Reencryptor::Step() {
         {next_table, next_id, resealed, pending->org_id,
          static_cast<std::int64_t>(pending->version)});
     if (!progress) return progress.error();
+    for (const std::string& id : unopenable) {
+      audit::Event event;
+      event.org_id = pending->org_id;
+      event.actor_id = "reencryption-job";
+      event.action = "keys.value_unopenable";
+      event.target_type = std::string(column.table);
+      event.target_id = id;
+      event.outcome = audit::Outcome::kFailure;
+      auto appended = audit::Append(tx, event, now);
+      if (!appended) return appended.error();
+    }
     if (resealed > 0) {
       audit::Event event;
       event.org_id = pending->org_id;

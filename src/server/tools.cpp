@@ -1,11 +1,11 @@
 #include "server/tools.hpp"
 
 #include <iostream>
-#include <regex>
 
 #include "audit/audit_log.hpp"
 #include "audit/checkpoint.hpp"
 #include "audit/export.hpp"
+#include "audit/timestamp.hpp"
 #include "audit/verify.hpp"
 #include "core/error.hpp"
 #include "core/time.hpp"
@@ -68,12 +68,9 @@ int AddOrganization(Deployment& d, const OrgSpec& spec, bool first, std::ostream
   return ReportCreated(*prepared, out);
 }
 
-// Accepts a UTC date or date-time as the audit log stores it.
-bool IsTimeBound(const std::string& t) {
-  static const std::regex kPattern(
-      R"(\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?Z)?)");
-  return t.empty() || std::regex_match(t, kPattern);
-}
+// A real date or date-time, checked before anything is recorded (a shape
+// check alone would let 2026-13-45 through to fail after the export event).
+bool IsTimeBound(const std::string& t) { return t.empty() || audit::NormalizeRfc3339(t); }
 
 }  // namespace
 
@@ -228,7 +225,7 @@ int ExportAudit(const core::Config& config, const std::string& format, const std
     return kFailed;
   }
   if (!IsTimeBound(from) || !IsTimeBound(to)) {
-    err << "carewire: --from and --to take a UTC date (2026-11-22) or date-time "
+    err << "carewire: --from and --to take an RFC 3339 date (2026-11-22) or date-time "
            "(2026-11-22T08:00:00Z)\n";
     return kFailed;
   }
