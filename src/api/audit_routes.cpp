@@ -1,8 +1,9 @@
 // GET /api/v1/audit: the caller's organization's audit events, newest first,
 // with filters and cursor pagination. Until roles and permissions exist the
 // route is for the organization's owners (it will need `audit.read`).
-// Reading the log is itself an access: the page and its own audit event
-// come from one transaction, and a refusal is recorded as well.
+// Reading the log is itself an access: the page goes out only once its own
+// audit event is durable, and a refusal is recorded as well. The page is
+// read on the worker pool, off both the I/O threads and the writer.
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -61,8 +62,9 @@ boost::json::object EventJson(const audit::StoredEvent& e) {
 
 }  // namespace
 
-void AddAuditRoutes(Router& router, storage::Database& db) {
-  router.Add(Method::kGet, "/api/v1/audit", Access::kSignedIn, [&db](Request& req, Reply reply) {
+void AddAuditRoutes(Router& router, storage::Database& db, core::WorkerPool& pool) {
+  router.Add(Method::kGet, "/api/v1/audit", Access::kSignedIn, [&db, &pool](Request& req,
+                                                                             Reply reply) {
     SafeText problem = "";
     auto params = ParseQuery(
         req.query, {"actor", "action", "target", "patient", "from", "to", "cursor", "limit"},
@@ -132,36 +134,54 @@ void AddAuditRoutes(Router& router, storage::Database& db) {
     access.source_address = req.peer_address;
     access.request_id = req.request_id;
     const int limit = filter.limit;
-    db.SubmitWrite(
-        [state, filter, access](storage::Transaction& tx) mutable -> Status {
-          if (state->allowed) {
-            auto page = audit::Query(tx, filter);
-            if (!page) return page.error();
-            state->events = std::move(*page);
-            access.details = "{\"events\":" + std::to_string(state->events.size()) + "}";
-          }
-          auto appended = audit::Append(tx, access, core::NowRfc3339());
-          if (!appended) return appended.error();
-          return Ok();
-        },
-        [state, limit, reply = std::move(reply)](Status status) {
-          if (!status) {
-            reply(ErrorResponseFor(state->request_id, status.error()));
-            return;
-          }
-          if (!state->allowed) {
-            reply(ErrorResponse(state->request_id, ApiError::kForbidden,
-                                "reading the audit log needs the owner role"));
-            return;
-          }
-          boost::json::array events;
-          for (const auto& e : state->events) events.push_back(EventJson(e));
-          boost::json::value next = nullptr;
-          if (static_cast<int>(state->events.size()) == limit) {
-            next = "b" + std::to_string(state->events.back().seq);
-          }
-          reply(JsonResponse(200, {{"events", std::move(events)}, {"next_cursor", next}}));
-        });
+    auto finish = [state, limit, reply = std::move(reply)](Status status) {
+      if (!status) {
+        reply(ErrorResponseFor(state->request_id, status.error()));
+        return;
+      }
+      if (!state->allowed) {
+        reply(ErrorResponse(state->request_id, ApiError::kForbidden,
+                            "reading the audit log needs the owner role"));
+        return;
+      }
+      boost::json::array events;
+      for (const auto& e : state->events) events.push_back(EventJson(e));
+      boost::json::value next = nullptr;
+      if (static_cast<int>(state->events.size()) == limit) {
+        next = "b" + std::to_string(state->events.back().seq);
+      }
+      reply(JsonResponse(200, {{"events", std::move(events)}, {"next_cursor", next}}));
+    };
+    auto record = [&db, state, access, finish](Status read) mutable {
+      if (!read) {
+        finish(read);
+        return;
+      }
+      if (state->allowed) {
+        access.details = "{\"events\":" + std::to_string(state->events.size()) + "}";
+      }
+      db.SubmitWrite(
+          [access](storage::Transaction& tx) -> Status {
+            auto appended = audit::Append(tx, access, core::NowRfc3339());
+            if (!appended) return appended.error();
+            return Ok();
+          },
+          std::move(finish));
+    };
+    if (!state->allowed) {
+      record(Ok());
+      return;
+    }
+    auto shared_record = std::make_shared<decltype(record)>(std::move(record));
+    const bool queued = pool.Submit([&db, state, filter, shared_record] {
+      (*shared_record)(db.Read([&](storage::Transaction& tx) -> Status {
+        auto page = audit::Query(tx, filter);
+        if (!page) return page.error();
+        state->events = std::move(*page);
+        return Ok();
+      }));
+    });
+    if (!queued) (*shared_record)(Status(core::Error::kResourceExhausted));
   });
 }
 

@@ -40,8 +40,9 @@ void AddAuthRoutes(Router& router, identity::Sessions& sessions, core::WorkerPoo
 Authenticator SessionAuthenticator(identity::Sessions& sessions);
 
 // GET /api/v1/audit: the caller's organization's events (owners only until
-// permissions exist), filtered and paginated; each read is audited.
-void AddAuditRoutes(Router& router, storage::Database& db);
+// permissions exist), filtered and paginated; each read is audited. Pages
+// are read on `pool`.
+void AddAuditRoutes(Router& router, storage::Database& db, core::WorkerPool& pool);
 
 // GET /api/v1/events: the live event stream (WebSocket).
 void AddEventRoutes(Router& router, const JsonLimits& limits);

@@ -91,7 +91,7 @@ void AddRoutes(api::Router& router, const core::Config& config, const Services& 
   api::AddHealthRoutes(router, services.db, services.metrics);
   api::AddEventRoutes(router, json);
   api::AddAuthRoutes(router, services.sessions, services.pool, json);
-  api::AddAuditRoutes(router, services.db);
+  api::AddAuditRoutes(router, services.db, services.pool);
   if (config.diagnostics.write_probe) api::AddDiagnosticsRoutes(router, services.db, json);
   if (config.diagnostics.sealed_probe) {
     api::AddSealedProbeRoutes(router, services.db, services.keys, json);
@@ -123,15 +123,15 @@ int Serve(const core::Config& config, const ServeOptions& options) {
   const transport::TlsMaterial tls = transport::PrepareTlsMaterial(
       config.server.data_dir, config.tls.cert_file, config.tls.key_file);
 
-  // Argon2id at 64 MiB per hash: one worker per core, and a queue short
-  // enough that a burst is refused (503) rather than left to pile up.
+  // Argon2id (64 MiB per hash) and audit pages: one worker per core, and a
+  // queue short enough that a burst is refused (503) rather than piling up.
   identity::Sessions sessions(*db);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  auto password_pool =
+  auto worker_pool =
       std::make_unique<core::WorkerPool>(cores, static_cast<std::size_t>(cores) * 16);
 
   api::Router router;
-  AddRoutes(router, config, {*db, keys, sessions, *password_pool, metrics});
+  AddRoutes(router, config, {*db, keys, sessions, *worker_pool, metrics});
 
   transport::HttpServer http(config, tls, router, metrics);
   http.Start();
@@ -150,7 +150,7 @@ int Serve(const core::Config& config, const ServeOptions& options) {
   log::Info("server.draining", {{log::Key::kSignal, signal_number}});
 
   const int cut = http.Shutdown();
-  password_pool.reset();  // finishes sign-ins already under way
+  worker_pool.reset();  // finishes sign-ins already under way
   reencryptor.Stop();
   checkpointer.Stop();  // signs a last checkpoint over everything written
   db->Close();

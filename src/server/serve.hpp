@@ -36,7 +36,7 @@ struct Services {
   storage::Database& db;
   keys::KeyStore& keys;
   identity::Sessions& sessions;
-  core::WorkerPool& pool;  // for password hashing
+  core::WorkerPool& pool;  // for password hashing and audit pages
   metrics::Registry& metrics;
 };
 

@@ -74,13 +74,17 @@ constexpr Migration kMigrations[] = {
         seq INTEGER PRIMARY KEY,
         occurred_at TEXT NOT NULL,
         org_id TEXT,
-        actor_type TEXT NOT NULL CHECK (actor_type IN ('user', 'device', 'patient', 'system')),
+        -- (Checks written with OR rather than IN: SQLite 3.40 evaluates an
+        -- IN list per row at several times the cost, on the hottest insert.)
+        actor_type TEXT NOT NULL CHECK (actor_type = 'user' OR actor_type = 'device' OR
+                                        actor_type = 'patient' OR actor_type = 'system'),
         actor_id TEXT,
         action TEXT NOT NULL,
         target_type TEXT,
         target_id TEXT,
         patient_id TEXT,
-        outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure', 'denied')),
+        outcome TEXT NOT NULL CHECK (outcome = 'success' OR outcome = 'failure' OR
+                                     outcome = 'denied'),
         source_address TEXT,
         request_id TEXT,
         details TEXT,
@@ -88,6 +92,10 @@ constexpr Migration kMigrations[] = {
       ) STRICT;
       CREATE INDEX audit_events_by_org_time ON audit_events (org_id, occurred_at);
       CREATE INDEX audit_events_by_time ON audit_events (occurred_at);
+      -- The accounting of disclosures asks "who saw this patient's data":
+      -- partial, so the many events without a patient cost nothing.
+      CREATE INDEX audit_events_by_patient ON audit_events (patient_id, seq)
+        WHERE patient_id IS NOT NULL;
 
       -- Append-only for the application: a bug cannot rewrite history. (The
       -- hash chain and the signed checkpoints detect anyone who goes around
