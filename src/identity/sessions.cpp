@@ -135,9 +135,22 @@ Result<NewSession> Sessions::Login(std::string_view org_slug, std::string_view u
   const bool ok = account && account->active && password_ok;
 
   NewSession session;
+  bool still_valid = ok;
   Status written = db_.Write([&](storage::Transaction& tx) -> Status {
     const std::string now = core::NowRfc3339();
-    if (!ok) {
+    if (ok) {
+      // The password was checked outside this transaction: a password
+      // change or a deactivation may have committed since. The session is
+      // opened only if the verified hash is still the account's.
+      auto current = tx.QueryOne(
+          "SELECT 1 FROM users u JOIN organizations o ON o.id = u.org_id "
+          "WHERE u.id = ? AND u.password_hash = ? AND u.status = 'active' "
+          "AND o.status = 'active'",
+          {account->user_id, account->password_hash});
+      if (!current) return current.error();
+      still_valid = current->has_value();
+    }
+    if (!still_valid) {
       // The failure is recorded against the account when it exists (so a
       // privacy officer sees attacks on it), without the password tried.
       audit::Event e = AuthEvent("auth.login_failed", account ? account->org_id : "",
@@ -175,7 +188,7 @@ Result<NewSession> Sessions::Login(std::string_view org_slug, std::string_view u
     return Ok();
   });
   if (!written) return written.error();
-  if (!ok) return core::Error::kUnauthenticated;
+  if (!still_valid) return core::Error::kUnauthenticated;
   return session;
 }
 
@@ -256,29 +269,46 @@ Status Sessions::ChangePassword(const SessionUser& user, std::string_view curren
     }
   }
   const std::string new_hash = current_ok && reason.empty() ? HashPassword(new_password) : "";
+  bool still_current = current_ok;
   auto written = db_.Write([&](storage::Transaction& tx) -> Status {
     const std::string now = core::NowRfc3339();
     audit::Event e = AuthEvent("user.password_changed", user.org_id, user.user_id, origin);
-    if (!current_ok || !reason.empty()) {
+    if (current_ok && reason.empty()) {
+      // Checked outside this transaction: another change (or a logout) may
+      // have committed since. Only the password that was verified, through
+      // a session still open, is replaced.
+      auto live = tx.QueryOne("SELECT 1 FROM sessions WHERE id = ? AND revoked_at IS NULL",
+                              {user.session_id});
+      if (!live) return live.error();
+      if (*live) {
+        auto r = tx.Execute(
+            "UPDATE users SET password_hash = ?, password_temporary = 0 "
+            "WHERE id = ? AND password_hash = ?",
+            {new_hash, user.user_id, hash});
+        if (!r) return r.error();
+        still_current = *r == 1;
+      } else {
+        still_current = false;
+      }
+    }
+    if (!still_current || !reason.empty()) {
       e.outcome = audit::Outcome::kFailure;
-      e.details = current_ok ? R"({"reason":"policy"})" : R"({"reason":"wrong_current_password"})";
+      e.details = still_current ? R"({"reason":"policy"})" : R"({"reason":"wrong_current_password"})";
       auto appended = audit::Append(tx, e, now);
       if (!appended) return appended.error();
       return Ok();
     }
-    auto r = tx.Execute("UPDATE users SET password_hash = ?, password_temporary = 0 WHERE id = ?",
-                        {new_hash, user.user_id});
-    if (!r) return r.error();
     // Every session, this one included, ends: the client signs in again.
-    r = tx.Execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-                   {now, user.user_id});
+    auto r = tx.Execute(
+        "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        {now, user.user_id});
     if (!r) return r.error();
     auto appended = audit::Append(tx, e, now);
     if (!appended) return appended.error();
     return Ok();
   });
   if (!written) return written.error();
-  if (!current_ok) return core::Error::kUnauthenticated;
+  if (!still_current) return core::Error::kUnauthenticated;
   if (!reason.empty()) {
     *problem = reason;
     return core::Error::kInvalidArgument;

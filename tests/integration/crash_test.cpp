@@ -38,8 +38,7 @@ std::map<std::string, std::string> ServerEnv(const fs::path& tmp,
 std::unique_ptr<ServerProcess> StartServer(const fs::path& data,
                                            const std::map<std::string, std::string>& env,
                                            const std::vector<std::string>& extra_args = {});
-ProcessResult InitDeployment(const fs::path& data, const std::string& org,
-                             const std::string& owner,
+ProcessResult InitDeployment(const fs::path& data, const std::string& org, const std::string& owner,
                              const std::map<std::string, std::string>& env = {});
 std::string Bytes(const SqlValue& v);
 std::int64_t Int(const SqlValue& v);
@@ -74,7 +73,9 @@ void ExpectAllOpen(std::uint16_t port, const std::vector<std::string>& ids,
     ASSERT_EQ(r.status, 200) << ids[i] << ": " << r.body;
     const auto v = json::parse(r.body).as_object();
     EXPECT_TRUE(v.at("opens").as_bool());
-    if (key_version != 0) EXPECT_EQ(v.at("key_version").as_int64(), key_version) << ids[i];
+    if (key_version != 0) {
+      EXPECT_EQ(v.at("key_version").as_int64(), key_version) << ids[i];
+    }
   });
 }
 
@@ -127,6 +128,13 @@ TEST(CrashTest, KillNineDuringAuditedWritesLosesAndDuplicatesNothing) {
         }
       });
     }
+    // Under load (the first acknowledgement is in), then a random moment.
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          std::lock_guard lock(mu);
+          return !acked.empty() || !unexpected.empty();
+        },
+        10s, 1ms));
     std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 501));
     server->Stop(SIGKILL);
     stop = true;
@@ -205,7 +213,9 @@ TEST(CrashTest, KillNineDuringReencryptionResumesAndFinishes) {
     if (start.finished) break;
     const std::int64_t left = kProbes - start.resealed;
     const std::int64_t target =
-        start.resealed + 1 + static_cast<std::int64_t>(rng() % static_cast<unsigned>(std::max<std::int64_t>(1, left / 4)));
+        start.resealed + 1 +
+        static_cast<std::int64_t>(rng() %
+                                  static_cast<unsigned>(std::max<std::int64_t>(1, left / 4)));
     EXPECT_TRUE(WaitFor(
         [&] {
           const Progress p = progress();

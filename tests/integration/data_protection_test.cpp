@@ -58,8 +58,7 @@ std::map<std::string, std::string> ServerEnv(const fs::path& tmp,
 std::unique_ptr<ServerProcess> StartServer(const fs::path& data,
                                            const std::map<std::string, std::string>& env,
                                            const std::vector<std::string>& extra_args = {});
-ProcessResult InitDeployment(const fs::path& data, const std::string& org,
-                             const std::string& owner,
+ProcessResult InitDeployment(const fs::path& data, const std::string& org, const std::string& owner,
                              const std::map<std::string, std::string>& env = {});
 std::vector<SqlRow> SqlQuery(const fs::path& database, const std::string& sql,
                              const std::vector<SqlValue>& params = {}, bool writable = false);
@@ -178,8 +177,7 @@ std::unique_ptr<ServerProcess> StartServer(const fs::path& data,
       ServerProcess::Options{.extra_args = extra_args, .env = env, .data_dir = data.string()});
 }
 
-ProcessResult InitDeployment(const fs::path& data, const std::string& org,
-                             const std::string& owner,
+ProcessResult InitDeployment(const fs::path& data, const std::string& org, const std::string& owner,
                              const std::map<std::string, std::string>& env) {
   return Cli({"init", "--data-dir", data.string(), "--org", org, "--org-name", "Clinic " + org,
               "--owner", owner},
@@ -241,8 +239,7 @@ std::vector<std::string> ScanTree(const fs::path& root, const std::vector<std::s
   std::vector<std::string> found;
   std::error_code ec;
   if (!fs::exists(root, ec)) return found;
-  for (fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied,
-                                           ec),
+  for (fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec),
        end;
        it != end; it.increment(ec)) {
     if (ec) break;
@@ -340,8 +337,12 @@ class Sqlite {
       for (int c = 0; c < sqlite3_column_count(st); ++c) {
         const auto size = static_cast<std::size_t>(sqlite3_column_bytes(st, c));
         switch (sqlite3_column_type(st, c)) {
-          case SQLITE_NULL: row.emplace_back(std::monostate{}); break;
-          case SQLITE_INTEGER: row.emplace_back(std::int64_t{sqlite3_column_int64(st, c)}); break;
+          case SQLITE_NULL:
+            row.emplace_back(std::monostate{});
+            break;
+          case SQLITE_INTEGER:
+            row.emplace_back(std::int64_t{sqlite3_column_int64(st, c)});
+            break;
           case SQLITE_BLOB: {
             const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(st, c));
             row.emplace_back(p == nullptr ? std::vector<std::uint8_t>()
@@ -435,8 +436,8 @@ HttpResponse PostProbe(HttpsConnection& c, const std::string& org, const std::st
 
 std::vector<json::object> ExportJsonl(const fs::path& data, const std::vector<std::string>& extra,
                                       ProcessResult* result) {
-  std::vector<std::string> args = {"audit", "export", "--data-dir", data.string(), "--format",
-                                   "jsonl"};
+  std::vector<std::string> args = {"audit",       "export",   "--data-dir",
+                                   data.string(), "--format", "jsonl"};
   args.insert(args.end(), extra.begin(), extra.end());
   ProcessResult r = Cli(args, {}, 60s);
   std::vector<json::object> events;
@@ -510,15 +511,15 @@ struct Dirs {
   TempDir root;
   fs::path data() const { return root.path() / "data"; }
   fs::path tmp() const { return root.path() / "server-tmp"; }
-  std::map<std::string, std::string> env(const std::map<std::string, std::string>& extra = {}) const {
+  std::map<std::string, std::string> env(
+      const std::map<std::string, std::string>& extra = {}) const {
     return ServerEnv(tmp(), extra);
   }
 };
 
 ProcessResult Serve(const fs::path& data, const std::map<std::string, std::string>& env,
-                const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> args = {"serve", "--data-dir", data.string(), "--listen",
-                                   "127.0.0.1:0"};
+                    const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args = {"serve", "--data-dir", data.string(), "--listen", "127.0.0.1:0"};
   args.insert(args.end(), extra.begin(), extra.end());
   return Cli(args, env, 20s);
 }
@@ -555,7 +556,8 @@ TEST(DataProtectionTest, InitShowsTheOneTimePasswordOnceAndStoresOnlyItsHash) {
 
   {
     Sqlite db(DatabaseOf(d.data()));
-    const auto users = db.Query("SELECT username, password_hash, password_temporary, roles FROM users");
+    const auto users =
+        db.Query("SELECT username, password_hash, password_temporary, roles FROM users");
     ASSERT_EQ(users.size(), 1u);
     EXPECT_EQ(Bytes(users[0][0]), "alice");
     EXPECT_EQ(Bytes(users[0][1]).rfind("$argon2id$", 0), 0u) << Bytes(users[0][1]);
@@ -579,8 +581,8 @@ TEST(DataProtectionTest, InitShowsTheOneTimePasswordOnceAndStoresOnlyItsHash) {
       const auto cp = json::parse(line).as_object();
       EXPECT_EQ(cp.size(), 4u) << line;
       checkpoint_seq = cp.at("seq").as_int64();
-      EXPECT_TRUE(std::regex_match(std::string(cp.at("hash").as_string()),
-                                   std::regex("[0-9a-f]{64}")))
+      EXPECT_TRUE(
+          std::regex_match(std::string(cp.at("hash").as_string()), std::regex("[0-9a-f]{64}")))
           << line;
       EXPECT_TRUE(std::regex_match(std::string(cp.at("signature").as_string()),
                                    std::regex("[0-9a-f]{128}")))
@@ -725,8 +727,8 @@ TEST(DataProtectionTest, MasterKeyFromTheEnvironment) {
 
   // The versioned form: version 1 is the old key, version 2 a new one.
   {
-    auto server = StartServer(
-        d.data(), d.env({{"CAREWIRE_MASTER_KEY", "1 " + key_a + ",2 " + key_b}}), {});
+    auto server =
+        StartServer(d.data(), d.env({{"CAREWIRE_MASTER_KEY", "1 " + key_a + ",2 " + key_b}}), {});
     const auto read = Fetch(server->port(), "GET", kProbePath + "/" + id);
     EXPECT_EQ(read.status, 200) << read.body;
     EXPECT_EQ(server->Stop(SIGTERM), 0);
@@ -753,8 +755,9 @@ std::vector<Canary> MakeCanaries(int n) {
       c.value = head;
       while (c.value.size() < 60'000) c.value += c.token + " Jane Doe 555-0100 note; ";
     } else if (i % 10 == 5) {
-      c.value = head + "Zo\xc3\xab \xc3\x85ngstr\xc3\xb6m \xe5\xb1\xb1\xe7\x94\xb0\xe5\xa4\xaa"
-                       "\xe9\x83\x8e \xd8\xb3\xd8\xa7\xd8\xb1\xd8\xa9 \xf0\x9f\xa9\xba DOB 1970-01-01";
+      c.value = head +
+                "Zo\xc3\xab \xc3\x85ngstr\xc3\xb6m \xe5\xb1\xb1\xe7\x94\xb0\xe5\xa4\xaa"
+                "\xe9\x83\x8e \xd8\xb3\xd8\xa7\xd8\xb1\xd8\xa9 \xf0\x9f\xa9\xba DOB 1970-01-01";
     } else {
       c.value = head + "Jane Doe 555-0100 DOB 1970-01-01 MRN " + std::to_string(100000 + i);
     }
@@ -820,13 +823,21 @@ TEST(DataProtectionTest, NoCanaryPlaintextAtRestInTempFilesOrLogs) {
   {
     Sqlite db(DatabaseOf(d.data()));
     for (std::size_t i = 0; i < ids.size(); i += 7) {
-      const auto len = db.Int("SELECT length(value) FROM sealed_probes WHERE id = ?",
-                              {std::string(ids[i])});
+      const auto len =
+          db.Int("SELECT length(value) FROM sealed_probes WHERE id = ?", {std::string(ids[i])});
       EXPECT_GE(len, static_cast<std::int64_t>(canaries[i].value.size()) + 40);
     }
     EXPECT_EQ(db.Int("SELECT count(*) FROM sealed_probes"), 200);
   }
 
+  const std::string key_text = ReadFile(d.data() / "master.key");
+  const std::smatch key_match = [&] {
+    std::smatch m;
+    std::regex_search(key_text, m, std::regex("[0-9a-f]{64}"));
+    return m;
+  }();
+  ASSERT_FALSE(key_match.empty());
+  const std::string master_key_hex = key_match.str();
   auto scan_everything = [&](const std::string& when) {
     SCOPED_TRACE(when);
     std::uintmax_t scanned = 0;
@@ -840,7 +851,14 @@ TEST(DataProtectionTest, NoCanaryPlaintextAtRestInTempFilesOrLogs) {
     }
     for (const auto& f : FindIn("server stderr", server->Stderr(), needles)) ADD_FAILURE() << f;
     for (const auto& f : FindIn("server stdout", server->Stdout(), needles)) ADD_FAILURE() << f;
+    // Nor is the master key in the logs, even at debug level.
+    for (const auto& f : FindIn("server stderr", server->Stderr(), {master_key_hex})) {
+      ADD_FAILURE() << f;
+    }
   };
+  // The scans can find what is there: the probe ids are stored in clear.
+  EXPECT_FALSE(ScanTree(d.data(), {ids[0], ids[199]}, nullptr).empty());
+  EXPECT_FALSE(ScanOpenFiles(server->pid(), {"SQLite format 3"}, nullptr).empty());
   scan_everything("while serving");
   int open_files = 0;
   for (const auto& f : ScanOpenFiles(server->pid(), needles, &open_files)) ADD_FAILURE() << f;
@@ -853,6 +871,13 @@ TEST(DataProtectionTest, NoCanaryPlaintextAtRestInTempFilesOrLogs) {
 
   EXPECT_EQ(server->Stop(SIGTERM), 0);
   scan_everything("after SIGTERM");
+
+  // The graceful stop signed the tail: the last checkpoint covers the log.
+  std::istringstream lines(ReadFile(d.data() / "audit-checkpoints.jsonl"));
+  std::string line;
+  std::int64_t checkpointed = -1;
+  while (std::getline(lines, line)) checkpointed = json::parse(line).at("seq").as_int64();
+  EXPECT_EQ(checkpointed, SqlInt(DatabaseOf(d.data()), "SELECT max(seq) FROM audit_events"));
 }
 
 // ---------------------------------------------------------------------------
@@ -871,10 +896,18 @@ TEST(DataProtectionTest, SealedValuesMovedToAnotherRowOrOrganizationDoNotOpen) {
   {
     auto server = StartServer(d.data(), d.env(), {});
     HttpsConnection c(server->port());
-    for (const auto& [name, org] : std::vector<std::pair<std::string, std::string>>{
-             {"a", "clinic"}, {"b", "clinic"}, {"c", "clinic"}, {"x", "other"}, {"y", "clinic"},
-             {"z", "other"}, {"flip0", "clinic"}, {"flip1", "clinic"}, {"flip_mid", "clinic"},
-             {"flip_last", "clinic"}, {"control", "clinic"}}) {
+    for (const auto& [name, org] :
+         std::vector<std::pair<std::string, std::string>>{{"a", "clinic"},
+                                                          {"b", "clinic"},
+                                                          {"c", "clinic"},
+                                                          {"x", "other"},
+                                                          {"y", "clinic"},
+                                                          {"z", "other"},
+                                                          {"flip0", "clinic"},
+                                                          {"flip1", "clinic"},
+                                                          {"flip_mid", "clinic"},
+                                                          {"flip_last", "clinic"},
+                                                          {"control", "clinic"}}) {
       const auto r = PostProbe(c, org, secret + "-" + name);
       ASSERT_EQ(r.status, 201) << r.body;
       id[name] = std::string(json::parse(r.body).at("id").as_string());
@@ -895,9 +928,10 @@ TEST(DataProtectionTest, SealedValuesMovedToAnotherRowOrOrganizationDoNotOpen) {
     // Org X's value into a row of org Y ("clinic").
     set_value("y", value_of("x"));
     // A row (with its own value) moved to the other organization.
-    db.Query("UPDATE sealed_probes SET org_id = (SELECT id FROM organizations WHERE slug = "
-             "'other') WHERE id = ?",
-             {std::string(id["c"])});
+    db.Query(
+        "UPDATE sealed_probes SET org_id = (SELECT id FROM organizations WHERE slug = "
+        "'other') WHERE id = ?",
+        {std::string(id["c"])});
     // One bit flipped: in the format byte, the nonce... middle, the tag.
     for (const auto& [name, where] : std::vector<std::pair<std::string, int>>{
              {"flip0", 0}, {"flip1", 7}, {"flip_mid", -2}, {"flip_last", -1}}) {
@@ -953,8 +987,9 @@ TEST(DataProtectionTest, DataKeyAndMasterKeyRotationKeepEverythingOpen) {
 
   auto rotation_finished = [&] {
     Sqlite db(DatabaseOf(d.data()));
-    return db.Int("SELECT count(*) FROM key_rotations WHERE version = 2 AND finished_at IS NOT "
-                  "NULL") == 1;
+    return db.Int(
+               "SELECT count(*) FROM key_rotations WHERE version = 2 AND finished_at IS NOT "
+               "NULL") == 1;
   };
   ASSERT_TRUE(WaitFor(rotation_finished, 60s, 50ms)) << server->Stderr();
 
@@ -1071,7 +1106,9 @@ class SealedProbeInputs : public ::testing::Test {
     server_ = StartServer(d_.data(), d_.env(), {"--log-level", "debug"});
   }
   void TearDown() override {
-    if (server_) EXPECT_EQ(server_->Stop(SIGTERM), 0);
+    if (server_) {
+      EXPECT_EQ(server_->Stop(SIGTERM), 0);
+    }
   }
 
   struct Counts {
@@ -1126,9 +1163,7 @@ class SealedProbeInputs : public ::testing::Test {
     }
     return Fetch(server_->port(), "POST", kProbePath, body, {{"content-type", type}});
   }
-  HttpResponse Get(const std::string& target) {
-    return Fetch(server_->port(), "GET", target);
-  }
+  HttpResponse Get(const std::string& target) { return Fetch(server_->port(), "GET", target); }
 
   // A legal but hostile value: stored sealed, and opens with its length.
   void ExpectRoundTrip(const std::string& what, const std::string& value) {
@@ -1157,84 +1192,95 @@ class SealedProbeInputs : public ::testing::Test {
 TEST_F(SealedProbeInputs, BadInputsAreRefusedAndLegalHostileValuesRoundTripSealed) {
   const std::string ok_value = "x";
   // 1. missing or empty body, null where an object is expected.
-  ExpectRefused("empty body", [&] { return PostRaw(""); }, 400);
+  ExpectRefused(
+      "empty body", [&] { return PostRaw(""); }, 400);
   for (const char* body : {"null", "[]", "\"x\"", "1", "{}", R"({"org":"clinic"})",
                            R"({"value":"x"})", R"({"org":null,"value":"x"})",
                            R"({"org":"clinic","value":null})", R"({"org":"","value":"x"})"}) {
-    ExpectRefused(body, [&] { return PostRaw(body); }, 400);
+    ExpectRefused(
+        body, [&] { return PostRaw(body); }, 400);
   }
   // 2. wrong JSON types, and unknown fields.
   for (const char* body :
        {R"({"org":1,"value":"x"})", R"({"org":"clinic","value":1})",
         R"({"org":"clinic","value":true})", R"({"org":"clinic","value":["x"]})",
         R"({"org":"clinic","value":{"v":"x"}})", R"({"org":["clinic"],"value":"x"})",
-        R"({"org":"clinic","value":"x","extra":1})", R"({"org":"clinic","value":"x","id":"spr_1"})"}) {
-    ExpectRefused(body, [&] { return PostRaw(body); }, 400);
+        R"({"org":"clinic","value":"x","extra":1})",
+        R"({"org":"clinic","value":"x","id":"spr_1"})"}) {
+    ExpectRefused(
+        body, [&] { return PostRaw(body); }, 400);
   }
   // 3. oversized bodies and values; deep nesting.
-  ExpectRefused("10 MB body", [&] { return PostRaw(ProbeBody("clinic", std::string(10 << 20, 'x'))); },
-                413);
-  ExpectRefused("value of 65537 bytes",
-                [&] { return PostRaw(ProbeBody("clinic", std::string(65537, 'v'))); }, 400);
-  ExpectRefused("value of 32769 two-byte characters (65538 bytes)", [&] {
-    std::string v;
-    for (int i = 0; i < 32769; ++i) v += "\xc3\xa9";
-    return PostRaw(ProbeBody("clinic", v));
-  }, 400);
+  ExpectRefused(
+      "10 MB body", [&] { return PostRaw(ProbeBody("clinic", std::string(10 << 20, 'x'))); }, 413);
+  ExpectRefused(
+      "value of 65537 bytes", [&] { return PostRaw(ProbeBody("clinic", std::string(65537, 'v'))); },
+      400);
+  ExpectRefused(
+      "value of 32769 two-byte characters (65538 bytes)",
+      [&] {
+        std::string v;
+        for (int i = 0; i < 32769; ++i) v += "\xc3\xa9";
+        return PostRaw(ProbeBody("clinic", v));
+      },
+      400);
   {
     const std::string deep = std::string(10'000, '[') + std::string(10'000, ']');
-    ExpectRefused("nested arrays", [&] {
-      return PostRaw(R"({"org":"clinic","value":)" + deep + "}");
-    }, 400);
+    ExpectRefused(
+        "nested arrays", [&] { return PostRaw(R"({"org":"clinic","value":)" + deep + "}"); }, 400);
     std::string objects;
     for (int i = 0; i < 10'000; ++i) objects += "{\"a\":";
     objects += "1" + std::string(10'000, '}');
-    ExpectRefused("nested objects", [&] { return PostRaw(objects); }, 400);
+    ExpectRefused(
+        "nested objects", [&] { return PostRaw(objects); }, 400);
   }
   // 4. numeric edges where strings are expected.
-  for (const char* n : {"0", "-1", "2147483648", "9007199254740993", "9223372036854775808",
-                        "NaN", "1e999", "1e2", "1.5", "-0"}) {
-    ExpectRefused(std::string("value ") + n, [&] {
-      return PostRaw(std::string(R"({"org":"clinic","value":)") + n + "}");
-    }, 400);
-    ExpectRefused(std::string("org ") + n, [&] {
-      return PostRaw(std::string(R"({"value":"x","org":)") + n + "}");
-    }, 400);
+  for (const char* n : {"0", "-1", "2147483648", "9007199254740993", "9223372036854775808", "NaN",
+                        "1e999", "1e2", "1.5", "-0"}) {
+    ExpectRefused(
+        std::string("value ") + n,
+        [&] { return PostRaw(std::string(R"({"org":"clinic","value":)") + n + "}"); }, 400);
+    ExpectRefused(
+        std::string("org ") + n,
+        [&] { return PostRaw(std::string(R"({"value":"x","org":)") + n + "}"); }, 400);
   }
   // 5. duplicate keys (the routes take no query parameters to repeat).
   for (const char* body : {R"({"org":"clinic","org":"clinic","value":"x"})",
                            R"({"org":"clinic","value":"a","value":"b"})",
                            R"({"org":"clinic","org":"other","value":"x"})"}) {
-    ExpectRefused(body, [&] { return PostRaw(body); }, 400);
+    ExpectRefused(
+        body, [&] { return PostRaw(body); }, 400);
   }
   // 6. invalid UTF-8, lone surrogates, raw NUL and control bytes.
   static constexpr char kNul[] = "{\"org\":\"clinic\",\"value\":\"a\0b\"}";
   int bad_bytes = 0;
   for (const std::string& body : std::vector<std::string>{
            std::string("{\"org\":\"clinic\",\"value\":\"\xc3\x28\"}"),
-        std::string("{\"org\":\"clinic\",\"value\":\"\xed\xa0\x80\"}"),  // encoded surrogate
-        std::string("{\"org\":\"clinic\",\"value\":\"\xf8\x88\x80\x80\x80\"}"),
-        std::string("{\"org\":\"clinic\",\"value\":\"\xc0\xaf\"}"),  // overlong '/'
-        std::string("{\"\xff\":\"clinic\",\"value\":\"x\"}"),
-        std::string(R"({"org":"clinic","value":"\udead"})"),
-        std::string(R"({"org":"clinic","value":"\ud800x"})"),
-        std::string(kNul, sizeof kNul - 1),
-        std::string("{\"org\":\"clinic\",\"value\":\"a\nb\"}"),
-        std::string("{\"org\":\"cli\xc3\x28nic\",\"value\":\"x\"}")}) {
-    ExpectRefused("bad bytes #" + std::to_string(bad_bytes++), [&] { return PostRaw(body); }, 400);
+           std::string("{\"org\":\"clinic\",\"value\":\"\xed\xa0\x80\"}"),  // encoded surrogate
+           std::string("{\"org\":\"clinic\",\"value\":\"\xf8\x88\x80\x80\x80\"}"),
+           std::string("{\"org\":\"clinic\",\"value\":\"\xc0\xaf\"}"),  // overlong '/'
+           std::string("{\"\xff\":\"clinic\",\"value\":\"x\"}"),
+           std::string(R"({"org":"clinic","value":"\udead"})"),
+           std::string(R"({"org":"clinic","value":"\ud800x"})"), std::string(kNul, sizeof kNul - 1),
+           std::string("{\"org\":\"clinic\",\"value\":\"a\nb\"}"),
+           std::string("{\"org\":\"cli\xc3\x28nic\",\"value\":\"x\"}")}) {
+    ExpectRefused(
+        "bad bytes #" + std::to_string(bad_bytes++), [&] { return PostRaw(body); }, 400);
   }
 
   // 11. path traversal in the id and the organization.
   for (const std::string& target : std::vector<std::string>{
-        kProbePath + "/../../etc/passwd", kProbePath + "/..%2f..%2fetc%2fpasswd",
-        kProbePath + "/%2Fetc%2Fpasswd", kProbePath + "/spr_../../x",
-        kProbePath + "/" + "spr_" + std::string(32, '.'), kProbePath + "/.",
-        kProbePath + "/..", kProbePath + "//etc/passwd"}) {
-    ExpectRefused("GET " + target, [&] { return Get(target); }, 404);
+           kProbePath + "/../../etc/passwd", kProbePath + "/..%2f..%2fetc%2fpasswd",
+           kProbePath + "/%2Fetc%2Fpasswd", kProbePath + "/spr_../../x",
+           kProbePath + "/" + "spr_" + std::string(32, '.'), kProbePath + "/.", kProbePath + "/..",
+           kProbePath + "//etc/passwd"}) {
+    ExpectRefused(
+        "GET " + target, [&] { return Get(target); }, 404);
   }
-  for (const std::string org : {"../clinic", "/etc/passwd", "clinic/../other", "..%2fclinic",
-                                "clinic\\..\\other", "."}) {
-    ExpectRefused("org " + org, [&] { return PostRaw(ProbeBody(org, ok_value)); }, 404);
+  for (const std::string org :
+       {"../clinic", "/etc/passwd", "clinic/../other", "..%2fclinic", "clinic\\..\\other", "."}) {
+    ExpectRefused(
+        "org " + org, [&] { return PostRaw(ProbeBody(org, ok_value)); }, 404);
   }
 
   // 12. ids of another type, malformed or made up; an org by id, not slug.
@@ -1254,43 +1300,60 @@ TEST_F(SealedProbeInputs, BadInputsAreRefusedAndLegalHostileValuesRoundTripSeale
            "spr_" + RandomHex(16), org_id, user_id, upper, upper_hex, real_id + "0",
            real_id.substr(0, real_id.size() - 1), real_id.substr(4), "spr_", "1", "0", "-1",
            "spr_" + RandomHex(16) + "%00", real_id + "%20", "%20" + real_id}) {
-    ExpectRefused("GET id " + id, [&] { return Get(kProbePath + "/" + id); }, 404);
+    ExpectRefused(
+        "GET id " + id, [&] { return Get(kProbePath + "/" + id); }, 404);
   }
-  ExpectRefused("org by id", [&] { return PostRaw(ProbeBody(org_id, ok_value)); }, 404);
-  ExpectRefused("unknown org", [&] { return PostRaw(ProbeBody("nobody-" + RandomHex(4), ok_value)); },
-                404);
-  ExpectRefused("org in capitals", [&] { return PostRaw(ProbeBody("CLINIC", ok_value)); }, 404);
+  ExpectRefused(
+      "org by id", [&] { return PostRaw(ProbeBody(org_id, ok_value)); }, 404);
+  ExpectRefused(
+      "unknown org", [&] { return PostRaw(ProbeBody("nobody-" + RandomHex(4), ok_value)); }, 404);
+  ExpectRefused(
+      "org in capitals", [&] { return PostRaw(ProbeBody("CLINIC", ok_value)); }, 404);
 
   // 15. protocol abuse: content types, methods, ambiguous framing.
   for (const std::string type :
        {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
         "application/json; charset=latin1", "application/jsonx", ""}) {
-    ExpectRefused("content type [" + type + "]",
-                  [&] { return PostRaw(ProbeBody("clinic", ok_value), type); }, 415);
+    ExpectRefused(
+        "content type [" + type + "]", [&] { return PostRaw(ProbeBody("clinic", ok_value), type); },
+        415);
   }
   for (const char* method : {"PUT", "DELETE", "PATCH"}) {
-    ExpectRefused(std::string(method) + " collection", [&] {
-      return Fetch(server_->port(), method, kProbePath, ProbeBody("clinic", ok_value));
-    }, 405);
-    ExpectRefused(std::string(method) + " item", [&] {
-      return Fetch(server_->port(), method, kProbePath + "/" + real_id,
-                   ProbeBody("clinic", ok_value));
-    }, 405);
+    ExpectRefused(
+        std::string(method) + " collection",
+        [&] { return Fetch(server_->port(), method, kProbePath, ProbeBody("clinic", ok_value)); },
+        405);
+    ExpectRefused(
+        std::string(method) + " item",
+        [&] {
+          return Fetch(server_->port(), method, kProbePath + "/" + real_id,
+                       ProbeBody("clinic", ok_value));
+        },
+        405);
   }
-  ExpectRefused("GET collection", [&] { return Get(kProbePath); }, 405);
-  ExpectRefused("POST item", [&] {
-    return Fetch(server_->port(), "POST", kProbePath + "/" + real_id, ProbeBody("clinic", ok_value));
-  }, 405);
-  ExpectRefused("Content-Length with Transfer-Encoding", [&] {
-    HttpsConnection c(server_->port());
-    const std::string body = ProbeBody("clinic", ok_value);
-    char size[16];
-    std::snprintf(size, sizeof size, "%zx", body.size());
-    c.WriteRaw("POST " + kProbePath + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
-               "Content-Length: " + std::to_string(body.size()) +
-               "\r\nTransfer-Encoding: chunked\r\n\r\n" + size + "\r\n" + body + "\r\n0\r\n\r\n");
-    return c.ReadResponse();
-  }, 400);
+  ExpectRefused(
+      "GET collection", [&] { return Get(kProbePath); }, 405);
+  ExpectRefused(
+      "POST item",
+      [&] {
+        return Fetch(server_->port(), "POST", kProbePath + "/" + real_id,
+                     ProbeBody("clinic", ok_value));
+      },
+      405);
+  ExpectRefused(
+      "Content-Length with Transfer-Encoding",
+      [&] {
+        HttpsConnection c(server_->port());
+        const std::string body = ProbeBody("clinic", ok_value);
+        char size[16];
+        std::snprintf(size, sizeof size, "%zx", body.size());
+        c.WriteRaw(
+            "POST " + kProbePath + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+            "Content-Length: " + std::to_string(body.size()) +
+            "\r\nTransfer-Encoding: chunked\r\n\r\n" + size + "\r\n" + body + "\r\n0\r\n\r\n");
+        return c.ReadResponse();
+      },
+      400);
 
   // Concurrent duplicates are distinct probes, each stored with one event.
   {
@@ -1311,10 +1374,12 @@ TEST_F(SealedProbeInputs, BadInputsAreRefusedAndLegalHostileValuesRoundTripSeale
   // values: stored sealed, they open with their exact length.
   const std::string tag = "HOSTILE-" + RandomHex(16) + " ";
   std::vector<std::string> hostile = {
-      tag + "\xe2\x80\xae" "evil\xe2\x80\xac txt",            // RLO ... PDF
-      tag + "zero\xe2\x80\x8bwidth\xef\xbb\xbf",              // ZWSP, BOM
-      tag + "\xc3\xa9",                                       // NFC e-acute
-      tag + "e\xcc\x81",                                      // NFD e + combining acute
+      tag +
+          "\xe2\x80\xae"
+          "evil\xe2\x80\xac txt",                 // RLO ... PDF
+      tag + "zero\xe2\x80\x8bwidth\xef\xbb\xbf",  // ZWSP, BOM
+      tag + "\xc3\xa9",                           // NFC e-acute
+      tag + "e\xcc\x81",                          // NFD e + combining acute
       tag + "line\r\nbreak\rCR\nLF",
       tag + "MSH|^~\\&|SEND|FAC|||PID|1||123^^^X~Y&Z",
       tag + std::string("\x0b") + "MSH|\x1c\r",
