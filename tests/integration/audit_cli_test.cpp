@@ -21,44 +21,12 @@
 #include <string>
 #include <variant>
 
-#include "support/https_client.hpp"
-#include "support/server_process.hpp"
+#include "integration/data_protection_support.hpp"
 
 namespace cw::testing::dp {
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
-
-// Defined in data_protection_test.cpp.
-using SqlValue = std::variant<std::monostate, std::int64_t, std::string, std::vector<std::uint8_t>>;
-using SqlRow = std::vector<SqlValue>;
-ProcessResult Cli(const std::vector<std::string>& args,
-                  const std::map<std::string, std::string>& env = {},
-                  std::chrono::milliseconds timeout = std::chrono::seconds(60));
-std::string Describe(const ProcessResult& r);
-std::map<std::string, std::string> ServerEnv(const fs::path& tmp,
-                                             const std::map<std::string, std::string>& extra = {});
-std::unique_ptr<ServerProcess> StartServer(const fs::path& data,
-                                           const std::map<std::string, std::string>& env,
-                                           const std::vector<std::string>& extra_args = {});
-ProcessResult InitDeployment(const fs::path& data, const std::string& org, const std::string& owner,
-                             const std::map<std::string, std::string>& env = {});
-std::string RandomHex(std::size_t bytes);
-std::string ReadFile(const fs::path& path);
-void CopyTree(const fs::path& from, const fs::path& to);
-SqlValue Blob(const std::string& bytes);
-std::string Bytes(const SqlValue& v);
-std::int64_t Int(const SqlValue& v);
-std::vector<SqlRow> SqlQuery(const fs::path& database, const std::string& sql,
-                             const std::vector<SqlValue>& params = {}, bool writable = false);
-std::int64_t SqlInt(const fs::path& database, const std::string& sql,
-                    const std::vector<SqlValue>& params = {});
-HttpResponse PostProbe(HttpsConnection& c, const std::string& org, const std::string& value);
-std::vector<json::object> ExportJsonl(const fs::path& data,
-                                      const std::vector<std::string>& extra = {},
-                                      ProcessResult* result = nullptr);
-std::string Str(const json::object& o, const char* key);
-int CountAction(const std::vector<json::object>& events, const std::string& action);
 
 namespace {
 

@@ -5,8 +5,8 @@
 // rotation (data keys and the master key) keeps everything readable, and the
 // sealed-probe routes refuse QUALITY.md's bad inputs without storing anything.
 //
-// This file also defines the helpers (namespace cw::testing::dp) that
-// audit_cli_test.cpp and crash_test.cpp use; they declare what they need.
+// This file also defines the helpers of data_protection_support.hpp, which
+// audit_cli_test.cpp and crash_test.cpp use too.
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -31,8 +31,7 @@
 #include <thread>
 #include <variant>
 
-#include "support/https_client.hpp"
-#include "support/server_process.hpp"
+#include "integration/data_protection_support.hpp"
 
 extern char** environ;  // NOLINT
 
@@ -43,32 +42,7 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 // ---------------------------------------------------------------------------
-// Shared helpers. audit_cli_test.cpp and crash_test.cpp declare them again;
-// the declarations here carry the default arguments for this file.
-
-using SqlValue = std::variant<std::monostate, std::int64_t, std::string, std::vector<std::uint8_t>>;
-using SqlRow = std::vector<SqlValue>;
-
-ProcessResult Cli(const std::vector<std::string>& args,
-                  const std::map<std::string, std::string>& env = {},
-                  std::chrono::milliseconds timeout = std::chrono::seconds(60));
-std::string Describe(const ProcessResult& r);
-std::map<std::string, std::string> ServerEnv(const fs::path& tmp,
-                                             const std::map<std::string, std::string>& extra = {});
-std::unique_ptr<ServerProcess> StartServer(const fs::path& data,
-                                           const std::map<std::string, std::string>& env,
-                                           const std::vector<std::string>& extra_args = {});
-ProcessResult InitDeployment(const fs::path& data, const std::string& org, const std::string& owner,
-                             const std::map<std::string, std::string>& env = {});
-std::vector<SqlRow> SqlQuery(const fs::path& database, const std::string& sql,
-                             const std::vector<SqlValue>& params = {}, bool writable = false);
-std::int64_t SqlInt(const fs::path& database, const std::string& sql,
-                    const std::vector<SqlValue>& params = {});
-std::vector<json::object> ExportJsonl(const fs::path& data,
-                                      const std::vector<std::string>& extra = {},
-                                      ProcessResult* result = nullptr);
-bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds within,
-             std::chrono::milliseconds every = std::chrono::milliseconds(20));
+// The helpers declared in data_protection_support.hpp.
 
 namespace {
 
