@@ -88,12 +88,38 @@ bool IsAction(std::string_view action) {
   });
 }
 
+// Names a details key must not contain: a secret or content has no place in
+// the log, and a key saying so is the likeliest way one would slip in.
+bool IsForbiddenKey(std::string_view key) {
+  std::string lower(key);
+  for (char& c : lower) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  for (std::string_view word : {"password", "passphrase", "secret", "token", "body", "content"}) {
+    if (lower.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+bool HasForbiddenKey(const boost::json::value& v) {
+  if (v.is_object()) {
+    for (const auto& [k, child] : v.get_object()) {
+      if (IsForbiddenKey(k) || HasForbiddenKey(child)) return true;
+    }
+  } else if (v.is_array()) {
+    for (const auto& child : v.get_array()) {
+      if (HasForbiddenKey(child)) return true;
+    }
+  }
+  return false;
+}
+
 bool IsDetails(std::string_view details) {
   if (details.empty()) return true;
   if (!IsField(details, kMaxDetailsSize)) return false;
   boost::system::error_code ec;
   const boost::json::value parsed = boost::json::parse(details, ec);
-  return !ec && parsed.is_object();
+  return !ec && parsed.is_object() && !HasForbiddenKey(parsed);
 }
 
 Value OrNull(const std::string& text) {

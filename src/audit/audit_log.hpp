@@ -69,7 +69,8 @@ inline constexpr std::size_t kMaxDetailsSize = 4096;
 // "auth.login" or "message.read". Every other field is optional, at most
 // kMaxFieldSize bytes of valid UTF-8 without control characters. `details`
 // is empty or the text of a JSON object (at most kMaxDetailsSize bytes, same
-// character rules) of non-secret facts.
+// character rules) of non-secret facts; a key naming a password, passphrase,
+// secret, token, body or content, at any depth, is refused outright.
 struct Event {
   std::string org_id;
   ActorType actor_type = ActorType::kSystem;

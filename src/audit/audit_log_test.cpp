@@ -243,6 +243,10 @@ TEST_F(AuditLogTest, RefusesEventsThatBreakTheRules) {
   bad.push_back(with([](Event& e) { e.patient_id = "\xff\xfe"; }));  // not UTF-8
   bad.push_back(with([](Event& e) { e.details = "[1,2]"; }));        // not an object
   bad.push_back(with([](Event& e) { e.details = "{\"a\":"; }));
+  // Keys that name a secret or content, at any depth.
+  bad.push_back(with([](Event& e) { e.details = "{\"new_password\":\"x\"}"; }));
+  bad.push_back(with([](Event& e) { e.details = "{\"a\":{\"Session_Token\":1}}"; }));
+  bad.push_back(with([](Event& e) { e.details = "{\"a\":[{\"message_body\":\"x\"}]}"; }));
   bad.push_back(
       with([](Event& e) { e.details = "{\"a\":\"" + std::string(kMaxDetailsSize, 'x') + "\"}"; }));
   bad.push_back(with([](Event& e) { e.actor_type = static_cast<ActorType>(9); }));
