@@ -61,8 +61,8 @@ int main(int argc, char** argv) {
     cmd->add_option("--org-name", org.name, "organization name")->required();
     cmd->add_option("--owner", org.owner, "the owner's username")->required();
   };
-  auto* init = app.add_subcommand(
-      "init", "set up keys, database, the first organization and its owner");
+  auto* init =
+      app.add_subcommand("init", "set up keys, database, the first organization and its owner");
   add_org_options(init);
 
   auto* org_cmd = app.add_subcommand("org", "organizations");

@@ -19,9 +19,9 @@ class AccessTest : public ::testing::Test {
       }
       return core::Error::kUnauthenticated;
     });
-    for (auto [path, access] : {std::pair{"/public", Access::kPublic},
-                                std::pair{"/password", Access::kPasswordChange},
-                                std::pair{"/signed-in", Access::kSignedIn}}) {
+    for (auto [path, access] :
+         {std::pair{"/public", Access::kPublic}, std::pair{"/password", Access::kPasswordChange},
+          std::pair{"/signed-in", Access::kSignedIn}}) {
       router_.Add(Method::kGet, SafeText::Trusted(path), access, [](Request& req, Reply reply) {
         reply(Response{.status = 200, .body = req.principal.user_id});
       });
@@ -69,9 +69,8 @@ TEST_F(AccessTest, APasswordChangeSessionReachesOnlyThePasswordRoute) {
 
 TEST_F(AccessTest, WithoutAnAuthenticatorNothingButPublicRoutesAnswer) {
   Router bare;
-  bare.Add(Method::kGet, "/x", Access::kSignedIn, [](Request&, Reply reply) {
-    reply(Response{.status = 200});
-  });
+  bare.Add(Method::kGet, "/x", Access::kSignedIn,
+           [](Request&, Reply reply) { reply(Response{.status = 200}); });
   Request req;
   req.path = "/x";
   req.headers.emplace_back("authorization", "Bearer full");

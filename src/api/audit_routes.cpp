@@ -63,126 +63,127 @@ boost::json::object EventJson(const audit::StoredEvent& e) {
 }  // namespace
 
 void AddAuditRoutes(Router& router, storage::Database& db, core::WorkerPool& pool) {
-  router.Add(Method::kGet, "/api/v1/audit", Access::kSignedIn, [&db, &pool](Request& req,
-                                                                             Reply reply) {
-    SafeText problem = "";
-    auto params = ParseQuery(
-        req.query, {"actor", "action", "target", "patient", "from", "to", "cursor", "limit"},
-        &problem);
-    if (!params) {
-      reply(ErrorResponse(req.request_id, ApiError::kBadRequest, problem));
-      return;
-    }
-    audit::Filter filter;
-    filter.org_id = req.principal.org_id;  // never another organization's events
-    filter.newest_first = true;
-    filter.limit = kDefaultLimit;
-    for (const auto& [name, value] : *params) {
-      if (value.empty() || value.size() > audit::kMaxFieldSize) {
-        reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
-                            "a query parameter is empty or too long"));
-        return;
-      }
-      if (name == "actor") filter.actor_id = value;
-      if (name == "action") filter.action = value;
-      if (name == "target") filter.target_id = value;
-      if (name == "patient") filter.patient_id = value;
-      if (name == "from" || name == "to") {
-        if (!audit::ParseRfc3339(value)) {
-          reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
-                              "from and to take RFC 3339 times"));
+  router.Add(
+      Method::kGet, "/api/v1/audit", Access::kSignedIn, [&db, &pool](Request& req, Reply reply) {
+        SafeText problem = "";
+        auto params = ParseQuery(
+            req.query, {"actor", "action", "target", "patient", "from", "to", "cursor", "limit"},
+            &problem);
+        if (!params) {
+          reply(ErrorResponse(req.request_id, ApiError::kBadRequest, problem));
           return;
         }
-        (name == "from" ? filter.from : filter.to) = value;
-      }
-      if (name == "limit") {
-        auto limit = ParsePositive(value, kMaxLimit);
-        if (!limit) {
-          reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
-                              "limit must be an integer from 1 to 500"));
-          return;
+        audit::Filter filter;
+        filter.org_id = req.principal.org_id;  // never another organization's events
+        filter.newest_first = true;
+        filter.limit = kDefaultLimit;
+        for (const auto& [name, value] : *params) {
+          if (value.empty() || value.size() > audit::kMaxFieldSize) {
+            reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                "a query parameter is empty or too long"));
+            return;
+          }
+          if (name == "actor") filter.actor_id = value;
+          if (name == "action") filter.action = value;
+          if (name == "target") filter.target_id = value;
+          if (name == "patient") filter.patient_id = value;
+          if (name == "from" || name == "to") {
+            if (!audit::ParseRfc3339(value)) {
+              reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                  "from and to take RFC 3339 times"));
+              return;
+            }
+            (name == "from" ? filter.from : filter.to) = value;
+          }
+          if (name == "limit") {
+            auto limit = ParsePositive(value, kMaxLimit);
+            if (!limit) {
+              reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                  "limit must be an integer from 1 to 500"));
+              return;
+            }
+            filter.limit = static_cast<int>(*limit);
+          }
+          if (name == "cursor") {
+            auto seq = value.size() > 1 && value[0] == 'b'
+                           ? ParsePositive(value.substr(1), INT64_MAX)
+                           : std::nullopt;
+            if (!seq) {
+              reply(
+                  ErrorResponse(req.request_id, ApiError::kBadRequest, "the cursor is not valid"));
+              return;
+            }
+            filter.before_seq = *seq;
+          }
         }
-        filter.limit = static_cast<int>(*limit);
-      }
-      if (name == "cursor") {
-        auto seq = value.size() > 1 && value[0] == 'b'
-                       ? ParsePositive(value.substr(1), INT64_MAX)
-                       : std::nullopt;
-        if (!seq) {
-          reply(ErrorResponse(req.request_id, ApiError::kBadRequest, "the cursor is not valid"));
-          return;
-        }
-        filter.before_seq = *seq;
-      }
-    }
 
-    struct State {
-      std::vector<audit::StoredEvent> events;
-      bool allowed = false;
-      std::string request_id;
-    };
-    auto state = std::make_shared<State>();
-    state->request_id = req.request_id;
-    state->allowed = req.principal.HasRole("owner");
-    audit::Event access;
-    access.org_id = req.principal.org_id;
-    access.actor_type = audit::ActorType::kUser;
-    access.actor_id = req.principal.user_id;
-    access.action = "audit.read";
-    access.target_type = "audit_log";
-    access.outcome = state->allowed ? audit::Outcome::kSuccess : audit::Outcome::kDenied;
-    access.source_address = req.peer_address;
-    access.request_id = req.request_id;
-    const int limit = filter.limit;
-    auto finish = [state, limit, reply = std::move(reply)](Status status) {
-      if (!status) {
-        reply(ErrorResponseFor(state->request_id, status.error()));
-        return;
-      }
-      if (!state->allowed) {
-        reply(ErrorResponse(state->request_id, ApiError::kForbidden,
-                            "reading the audit log needs the owner role"));
-        return;
-      }
-      boost::json::array events;
-      for (const auto& e : state->events) events.push_back(EventJson(e));
-      boost::json::value next = nullptr;
-      if (static_cast<int>(state->events.size()) == limit) {
-        next = "b" + std::to_string(state->events.back().seq);
-      }
-      reply(JsonResponse(200, {{"events", std::move(events)}, {"next_cursor", next}}));
-    };
-    auto record = [&db, state, access, finish](Status read) mutable {
-      if (!read) {
-        finish(read);
-        return;
-      }
-      if (state->allowed) {
-        access.details = "{\"events\":" + std::to_string(state->events.size()) + "}";
-      }
-      db.SubmitWrite(
-          [access](storage::Transaction& tx) -> Status {
-            auto appended = audit::Append(tx, access, core::NowRfc3339());
-            if (!appended) return appended.error();
+        struct State {
+          std::vector<audit::StoredEvent> events;
+          bool allowed = false;
+          std::string request_id;
+        };
+        auto state = std::make_shared<State>();
+        state->request_id = req.request_id;
+        state->allowed = req.principal.HasRole("owner");
+        audit::Event access;
+        access.org_id = req.principal.org_id;
+        access.actor_type = audit::ActorType::kUser;
+        access.actor_id = req.principal.user_id;
+        access.action = "audit.read";
+        access.target_type = "audit_log";
+        access.outcome = state->allowed ? audit::Outcome::kSuccess : audit::Outcome::kDenied;
+        access.source_address = req.peer_address;
+        access.request_id = req.request_id;
+        const int limit = filter.limit;
+        auto finish = [state, limit, reply = std::move(reply)](Status status) {
+          if (!status) {
+            reply(ErrorResponseFor(state->request_id, status.error()));
+            return;
+          }
+          if (!state->allowed) {
+            reply(ErrorResponse(state->request_id, ApiError::kForbidden,
+                                "reading the audit log needs the owner role"));
+            return;
+          }
+          boost::json::array events;
+          for (const auto& e : state->events) events.push_back(EventJson(e));
+          boost::json::value next = nullptr;
+          if (static_cast<int>(state->events.size()) == limit) {
+            next = "b" + std::to_string(state->events.back().seq);
+          }
+          reply(JsonResponse(200, {{"events", std::move(events)}, {"next_cursor", next}}));
+        };
+        auto record = [&db, state, access, finish](Status read) mutable {
+          if (!read) {
+            finish(read);
+            return;
+          }
+          if (state->allowed) {
+            access.details = "{\"events\":" + std::to_string(state->events.size()) + "}";
+          }
+          db.SubmitWrite(
+              [access](storage::Transaction& tx) -> Status {
+                auto appended = audit::Append(tx, access, core::NowRfc3339());
+                if (!appended) return appended.error();
+                return Ok();
+              },
+              std::move(finish));
+        };
+        if (!state->allowed) {
+          record(Ok());
+          return;
+        }
+        auto shared_record = std::make_shared<decltype(record)>(std::move(record));
+        const bool queued = pool.Submit([&db, state, filter, shared_record] {
+          (*shared_record)(db.Read([&](storage::Transaction& tx) -> Status {
+            auto page = audit::Query(tx, filter);
+            if (!page) return page.error();
+            state->events = std::move(*page);
             return Ok();
-          },
-          std::move(finish));
-    };
-    if (!state->allowed) {
-      record(Ok());
-      return;
-    }
-    auto shared_record = std::make_shared<decltype(record)>(std::move(record));
-    const bool queued = pool.Submit([&db, state, filter, shared_record] {
-      (*shared_record)(db.Read([&](storage::Transaction& tx) -> Status {
-        auto page = audit::Query(tx, filter);
-        if (!page) return page.error();
-        state->events = std::move(*page);
-        return Ok();
-      }));
-    });
-    if (!queued) (*shared_record)(Status(core::Error::kResourceExhausted));
-  });
+          }));
+        });
+        if (!queued) (*shared_record)(Status(core::Error::kResourceExhausted));
+      });
 }
 
 }  // namespace cw::api

@@ -51,18 +51,18 @@ boost::json::object UserJson(const Principal& p) {
 }
 
 Principal ToPrincipal(const identity::SessionUser& u) {
-  return Principal{u.session_id, u.user_id,   u.org_id, u.org_slug, u.username, u.display_name,
-                   u.roles,      u.password_change_only, u.expires_at};
+  return Principal{u.session_id, u.user_id,      u.org_id, u.org_slug,
+                   u.username,   u.display_name, u.roles,  u.password_change_only,
+                   u.expires_at};
 }
 
 identity::SessionUser ToSessionUser(const Principal& p) {
-  return identity::SessionUser{p.session_id, p.user_id,   p.org_id, p.org_slug, p.username,
-                               p.display_name, p.roles, p.password_change_only, p.expires_at};
+  return identity::SessionUser{p.session_id, p.user_id,      p.org_id, p.org_slug,
+                               p.username,   p.display_name, p.roles,  p.password_change_only,
+                               p.expires_at};
 }
 
-identity::RequestOrigin Origin(const Request& req) {
-  return {req.request_id, req.peer_address};
-}
+identity::RequestOrigin Origin(const Request& req) { return {req.request_id, req.peer_address}; }
 
 // Runs `work` on the pool and answers with what it returns; 503 when full.
 void OnPool(core::WorkerPool& pool, const Request& req, Reply reply,
@@ -109,10 +109,9 @@ void AddAuthRoutes(Router& router, identity::Sessions& sessions, core::WorkerPoo
                           }
                           return ErrorResponseFor(origin.request_id, session.error());
                         }
-                        boost::json::object body{
-                            {"token", session->token},
-                            {"expires_at", session->user.expires_at},
-                            {"user", UserJson(ToPrincipal(session->user))}};
+                        boost::json::object body{{"token", session->token},
+                                                 {"expires_at", session->user.expires_at},
+                                                 {"user", UserJson(ToPrincipal(session->user))}};
                         if (session->user.password_change_only) {
                           body["password_change_required"] = true;
                         }
@@ -130,41 +129,39 @@ void AddAuthRoutes(Router& router, identity::Sessions& sessions, core::WorkerPoo
                reply(Response{.status = 204});
              });
 
-  router.Add(Method::kGet, "/api/v1/me", Access::kSignedIn, [](Request& req, Reply reply) {
-    reply(JsonResponse(200, UserJson(req.principal)));
-  });
+  router.Add(Method::kGet, "/api/v1/me", Access::kSignedIn,
+             [](Request& req, Reply reply) { reply(JsonResponse(200, UserJson(req.principal))); });
 
-  router.Add(Method::kPost, "/api/v1/me/password", Access::kPasswordChange,
-             [&sessions, &pool, limits](Request& req, Reply reply) {
-               Response error;
-               auto fields =
-                   StringFields(req, limits, {"current_password", "new_password"}, &error);
-               if (!fields) {
-                 reply(std::move(error));
-                 return;
-               }
-               OnPool(pool, req, std::move(reply),
-                      [&sessions, fields = std::move(*fields), user = ToSessionUser(req.principal),
-                       origin = Origin(req)]() mutable {
-                        std::string problem;
-                        auto changed = sessions.ChangePassword(user, fields["current_password"],
-                                                               fields["new_password"], origin,
-                                                               &problem);
-                        for (auto& [k, v] : fields) std::fill(v.begin(), v.end(), '\0');
-                        if (!changed) {
-                          if (changed.error() == core::Error::kInvalidArgument) {
-                            return ErrorResponse(origin.request_id, ApiError::kBadRequest,
-                                                 SafeText::Trusted(problem));
-                          }
-                          if (changed.error() == core::Error::kUnauthenticated) {
-                            return ErrorResponse(origin.request_id, ApiError::kUnauthenticated,
-                                                 "the current password is not right");
-                          }
-                          return ErrorResponseFor(origin.request_id, changed.error());
-                        }
-                        return Response{.status = 204};
-                      });
-             });
+  router.Add(
+      Method::kPost, "/api/v1/me/password", Access::kPasswordChange,
+      [&sessions, &pool, limits](Request& req, Reply reply) {
+        Response error;
+        auto fields = StringFields(req, limits, {"current_password", "new_password"}, &error);
+        if (!fields) {
+          reply(std::move(error));
+          return;
+        }
+        OnPool(pool, req, std::move(reply),
+               [&sessions, fields = std::move(*fields), user = ToSessionUser(req.principal),
+                origin = Origin(req)]() mutable {
+                 std::string problem;
+                 auto changed = sessions.ChangePassword(user, fields["current_password"],
+                                                        fields["new_password"], origin, &problem);
+                 for (auto& [k, v] : fields) std::fill(v.begin(), v.end(), '\0');
+                 if (!changed) {
+                   if (changed.error() == core::Error::kInvalidArgument) {
+                     return ErrorResponse(origin.request_id, ApiError::kBadRequest,
+                                          SafeText::Trusted(problem));
+                   }
+                   if (changed.error() == core::Error::kUnauthenticated) {
+                     return ErrorResponse(origin.request_id, ApiError::kUnauthenticated,
+                                          "the current password is not right");
+                   }
+                   return ErrorResponseFor(origin.request_id, changed.error());
+                 }
+                 return Response{.status = 204};
+               });
+      });
 }
 
 }  // namespace cw::api

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "core/result.hpp"
-
 #include "core/safe_text.hpp"
 
 namespace cw::api {

@@ -183,8 +183,8 @@ bool Router::Authorize(const Route& route, Request& request, Reply& reply) const
   auto principal = authenticator_(header.substr(kBearer.size()));
   if (!principal) {
     if (principal.error() == core::Error::kUnauthenticated) {
-      reply(ErrorResponse(request.request_id, ApiError::kUnauthenticated,
-                          "the token is not valid"));
+      reply(
+          ErrorResponse(request.request_id, ApiError::kUnauthenticated, "the token is not valid"));
     } else {
       reply(ErrorResponseFor(request.request_id, principal.error()));
     }

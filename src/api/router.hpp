@@ -25,9 +25,9 @@ namespace cw::api {
 // Who may call a route. Every route states it at registration; there is no
 // default. Permission checks beyond these arrive with roles.
 enum class Access {
-  kPublic,           // no credentials; must reveal nothing about any organization
-  kPasswordChange,   // any session, including one that may only set a new password
-  kSignedIn,         // a full session
+  kPublic,          // no credentials; must reveal nothing about any organization
+  kPasswordChange,  // any session, including one that may only set a new password
+  kSignedIn,        // a full session
 };
 
 // Resolves a bearer token to its principal: core::Error::kUnauthenticated

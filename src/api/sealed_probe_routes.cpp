@@ -3,9 +3,10 @@
 // open again, re-seal after a key rotation) before real PHI routes exist.
 // Off unless the operator enables diagnostics.sealed_probe.
 
+#include <sodium.h>
+
 #include <boost/json/value.hpp>
 #include <memory>
-#include <sodium.h>
 
 #include "api/errors.hpp"
 #include "api/routes.hpp"
@@ -96,12 +97,12 @@ void Create(storage::Database& db, keys::KeyStore& keys, const JsonLimits& limit
         state->key_version = *crypto::SealedKeyVersion(*sealed);
         auto inserted = tx.Execute(
             "INSERT INTO sealed_probes (id, org_id, value, created_at) VALUES (?, ?, ?, ?)",
-            {state->id, org_id, storage::Blob(sealed->begin(), sealed->end()),
-             core::NowRfc3339()});
+            {state->id, org_id, storage::Blob(sealed->begin(), sealed->end()), core::NowRfc3339()});
         if (!inserted) return inserted.error();
-        auto appended = audit::Append(tx, ProbeEvent("diagnostics.sealed_probe_created", org_id,
-                                                     state->id, state->request_id),
-                                      core::NowRfc3339());
+        auto appended = audit::Append(
+            tx,
+            ProbeEvent("diagnostics.sealed_probe_created", org_id, state->id, state->request_id),
+            core::NowRfc3339());
         if (!appended) return appended.error();
         return Ok();
       },
@@ -110,9 +111,8 @@ void Create(storage::Database& db, keys::KeyStore& keys, const JsonLimits& limit
           reply(ErrorResponseFor(state->request_id, status.error()));
           return;
         }
-        reply(JsonResponse(201, {{"id", state->id},
-                                 {"key_version", state->key_version},
-                                 {"durable", true}}));
+        reply(JsonResponse(
+            201, {{"id", state->id}, {"key_version", state->key_version}, {"durable", true}}));
       });
 }
 

@@ -12,8 +12,8 @@ enum class Error {
   kConflict,
   kUnavailable,
   kInternal,
-  kUnauthenticated,   // no, or no longer valid, credentials
-  kPermissionDenied,  // valid credentials without the right to this action
+  kUnauthenticated,    // no, or no longer valid, credentials
+  kPermissionDenied,   // valid credentials without the right to this action
   kResourceExhausted,  // a queue or limit is full; try again later
 };
 

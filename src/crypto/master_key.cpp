@@ -34,8 +34,8 @@ std::shared_ptr<const DataKey> ParseHexKey(std::uint32_t version, std::string_vi
   std::uint8_t* raw = static_cast<std::uint8_t*>(sodium_malloc(DataKey::kSize));
   if (raw == nullptr) throw std::runtime_error("cannot allocate protected key memory");
   std::size_t len = 0;
-  const int rc = sodium_hex2bin(raw, DataKey::kSize, hex.data(), hex.size(), nullptr, &len,
-                                nullptr);
+  const int rc =
+      sodium_hex2bin(raw, DataKey::kSize, hex.data(), hex.size(), nullptr, &len, nullptr);
   if (rc != 0 || len != DataKey::kSize || hex.size() != DataKey::kSize * 2) {
     sodium_free(raw);
     throw std::runtime_error("master key must be 64 hexadecimal digits (32 bytes) per version");

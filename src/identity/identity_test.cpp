@@ -124,15 +124,17 @@ TEST_F(IdentityDbTest, OrganizationIsCreatedWithKeysOwnerAndAuditEventsAtOnce) {
 
 TEST_F(IdentityDbTest, BadNamesAreRefusedBeforeAnythingIsWritten) {
   std::string problem;
-  for (const std::string& slug : std::vector<std::string>{"", "a", "Bad", "has space", "-lead", "trail-", "../x", "x;drop",
-                           std::string(64, 'a')}) {
+  for (const std::string& slug :
+       std::vector<std::string>{"", "a", "Bad", "has space", "-lead", "trail-", "../x", "x;drop",
+                                std::string(64, 'a')}) {
     EXPECT_FALSE(PrepareOrganization(slug, "Name", "owner", &problem)) << slug;
   }
   for (std::string name : {std::string(), std::string(201, 'n'), std::string("tab\there"),
                            std::string("bad \xff utf8")}) {
     EXPECT_FALSE(PrepareOrganization("good", name, "owner", &problem));
   }
-  for (const std::string& user : std::vector<std::string>{"", "has space", "semi;colon", std::string(65, 'u'), "ünï"}) {
+  for (const std::string& user :
+       std::vector<std::string>{"", "has space", "semi;colon", std::string(65, 'u'), "ünï"}) {
     EXPECT_FALSE(PrepareOrganization("good", "Name", user, &problem)) << user;
   }
   EXPECT_TRUE(PrepareOrganization("good-1", "Ünïcode Clinic", "first.last@x", &problem));
@@ -168,15 +170,15 @@ TEST_F(IdentityDbTest, SignInFailuresAreAlikeAndSessionsEndAsDocumented) {
             0);  // the token is not stored, not even in hex
 
   std::string problem;
-  auto refused = sessions.ChangePassword(*who, org.one_time_password, "alice wonderland x",
-                                         origin, &problem);
+  auto refused =
+      sessions.ChangePassword(*who, org.one_time_password, "alice wonderland x", origin, &problem);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error(), core::Error::kInvalidArgument);
   auto wrong = sessions.ChangePassword(*who, "not it", "a perfectly fine one", origin, &problem);
   ASSERT_FALSE(wrong);
   EXPECT_EQ(wrong.error(), core::Error::kUnauthenticated);
-  ASSERT_TRUE(sessions.ChangePassword(*who, org.one_time_password, "a perfectly fine one",
-                                      origin, &problem));
+  ASSERT_TRUE(sessions.ChangePassword(*who, org.one_time_password, "a perfectly fine one", origin,
+                                      &problem));
   EXPECT_FALSE(sessions.Authenticate(first->token));  // every session ended
   EXPECT_FALSE(sessions.Login("north", "alice", org.one_time_password, origin));
 
@@ -212,7 +214,8 @@ TEST_F(IdentityDbTest, SignInFailuresAreAlikeAndSessionsEndAsDocumented) {
   ASSERT_TRUE(last);
   ASSERT_TRUE(sessions.Logout(last->user, origin));
   EXPECT_FALSE(sessions.Authenticate(last->token));
-  for (const std::string& bad : std::vector<std::string>{"", "cwt_", "cwt_" + std::string(64, 'z'), std::string(68, 'a')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", "cwt_", "cwt_" + std::string(64, 'z'), std::string(68, 'a')}) {
     EXPECT_FALSE(sessions.Authenticate(bad));
   }
 }

@@ -50,11 +50,9 @@ std::string NormalizeUsername(std::string_view username) {
 }
 
 Result<NewOrganization> PrepareOrganization(std::string_view slug, std::string_view name,
-                                            std::string_view owner_username,
-                                            std::string* problem) {
+                                            std::string_view owner_username, std::string* problem) {
   if (!IsSlug(slug)) {
-    *problem =
-        "the organization slug must be 2 to 63 characters of a-z, 0-9 and inner hyphens";
+    *problem = "the organization slug must be 2 to 63 characters of a-z, 0-9 and inner hyphens";
     return core::Error::kInvalidArgument;
   }
   if (!IsDisplayText(name)) {
@@ -83,9 +81,9 @@ Status InsertOrganization(storage::Transaction& tx, const crypto::KeyEncryptionK
   auto taken = tx.QueryOne("SELECT 1 FROM organizations WHERE slug = ?", {org.slug});
   if (!taken) return taken.error();
   if (*taken) return core::Error::kConflict;
-  auto inserted = tx.Execute(
-      "INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)",
-      {org.org_id, org.slug, org.name, std::string(now)});
+  auto inserted =
+      tx.Execute("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)",
+                 {org.org_id, org.slug, org.name, std::string(now)});
   if (!inserted) return inserted.error();
   if (auto keys = keys::CreateOrgKeys(tx, kek, org.org_id, now); !keys) return keys.error();
   inserted = tx.Execute(

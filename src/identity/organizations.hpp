@@ -31,8 +31,7 @@ struct NewOrganization {
 // Errors are core::Error::kInvalidArgument with `problem` set to a fixed
 // description of the first bad field.
 Result<NewOrganization> PrepareOrganization(std::string_view slug, std::string_view name,
-                                            std::string_view owner_username,
-                                            std::string* problem);
+                                            std::string_view owner_username, std::string* problem);
 
 // Inserts what PrepareOrganization made, in the caller's write transaction,
 // with audit events naming `actor_id` (a system actor). An existing slug is

@@ -122,16 +122,15 @@ Result<NewSession> Sessions::Login(std::string_view org_slug, std::string_view u
     if (!row) return row.error();
     if (!*row) return Ok();
     const storage::Row& r = **row;
-    account = Account{r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4),
-                      r.Text(5), r.Int(6) != 0, r.Int(7) != 0};
+    account = Account{r.Text(0), r.Text(1), r.Text(2),     r.Text(3),
+                      r.Text(4), r.Text(5), r.Int(6) != 0, r.Int(7) != 0};
     return Ok();
   });
   if (!read) return read.error();
 
   // The same Argon2id work whether or not the account exists.
-  const bool password_ok =
-      password.size() <= kMaxPasswordInput &&
-      VerifyPassword(account ? account->password_hash : dummy_hash_, password);
+  const bool password_ok = password.size() <= kMaxPasswordInput &&
+                           VerifyPassword(account ? account->password_hash : dummy_hash_, password);
   const bool ok = account && account->active && password_ok;
 
   NewSession session;
@@ -177,8 +176,7 @@ Result<NewSession> Sessions::Login(std::string_view org_slug, std::string_view u
         "INSERT INTO sessions (id, token_hash, user_id, org_id, scope, created_at, "
         "last_used_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         {u.session_id, TokenHash(session.token), u.user_id, u.org_id,
-         std::string(u.password_change_only ? "password_change" : "full"), now, now,
-         u.expires_at});
+         std::string(u.password_change_only ? "password_change" : "full"), now, now, u.expires_at});
     if (!inserted) return inserted.error();
     audit::Event e = AuthEvent("auth.login", u.org_id, u.user_id, origin);
     e.details = std::string("{\"session\":\"") + u.session_id + "\",\"scope\":\"" +
@@ -213,8 +211,14 @@ Result<SessionUser> Sessions::Authenticate(std::string_view token) {
     if (!row) return row.error();
     if (!*row) return Ok();
     const storage::Row& r = **row;
-    user = SessionUser{r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4),
-                       r.Text(5), ParseRoles(r.Text(6)), r.Text(7) == "password_change",
+    user = SessionUser{r.Text(0),
+                       r.Text(1),
+                       r.Text(2),
+                       r.Text(3),
+                       r.Text(4),
+                       r.Text(5),
+                       ParseRoles(r.Text(6)),
+                       r.Text(7) == "password_change",
                        r.Text(8)};
     last_used = r.Text(9);
     return Ok();
@@ -293,15 +297,16 @@ Status Sessions::ChangePassword(const SessionUser& user, std::string_view curren
     }
     if (!still_current || !reason.empty()) {
       e.outcome = audit::Outcome::kFailure;
-      e.details = still_current ? R"({"reason":"policy"})" : R"({"reason":"wrong_current_password"})";
+      e.details =
+          still_current ? R"({"reason":"policy"})" : R"({"reason":"wrong_current_password"})";
       auto appended = audit::Append(tx, e, now);
       if (!appended) return appended.error();
       return Ok();
     }
     // Every session, this one included, ends: the client signs in again.
-    auto r = tx.Execute(
-        "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-        {now, user.user_id});
+    auto r =
+        tx.Execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                   {now, user.user_id});
     if (!r) return r.error();
     auto appended = audit::Append(tx, e, now);
     if (!appended) return appended.error();

@@ -76,9 +76,9 @@ Result<crypto::Bytes> KeyStore::Seal(const crypto::SealContext& context,
 
 Result<crypto::Bytes> KeyStore::Seal(const crypto::SealContext& context,
                                      std::string_view plaintext) {
-  return Seal(context, std::span<const std::uint8_t>(
-                           reinterpret_cast<const std::uint8_t*>(plaintext.data()),
-                           plaintext.size()));
+  return Seal(context,
+              std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(plaintext.data()),
+                                            plaintext.size()));
 }
 
 Result<crypto::Bytes> KeyStore::Open(const crypto::SealContext& context,
@@ -122,9 +122,8 @@ Status CreateOrgKeys(storage::Transaction& tx, const crypto::KeyEncryptionKey& k
 Result<std::uint32_t> AddDataKeyVersion(storage::Transaction& tx,
                                         const crypto::KeyEncryptionKey& kek,
                                         std::string_view org_id, std::string_view now) {
-  auto last = tx.QueryOne(
-      "SELECT max(version) FROM org_keys WHERE org_id = ? AND purpose = 'data'",
-      {std::string(org_id)});
+  auto last = tx.QueryOne("SELECT max(version) FROM org_keys WHERE org_id = ? AND purpose = 'data'",
+                          {std::string(org_id)});
   if (!last) return last.error();
   if (!*last || (*last)->IsNull(0)) return core::Error::kNotFound;
   const auto version = static_cast<std::uint32_t>((*last)->Int(0) + 1);
@@ -136,9 +135,9 @@ Result<std::uint32_t> AddDataKeyVersion(storage::Transaction& tx,
       {std::string(org_id), static_cast<std::int64_t>(version), ToBlob(wrapped),
        static_cast<std::int64_t>(kek.version()), std::string(now)});
   if (!inserted) return inserted.error();
-  auto pending = tx.Execute(
-      "INSERT INTO key_rotations (org_id, version, started_at) VALUES (?, ?, ?)",
-      {std::string(org_id), static_cast<std::int64_t>(version), std::string(now)});
+  auto pending =
+      tx.Execute("INSERT INTO key_rotations (org_id, version, started_at) VALUES (?, ?, ?)",
+                 {std::string(org_id), static_cast<std::int64_t>(version), std::string(now)});
   if (!pending) return pending.error();
   return version;
 }

@@ -38,9 +38,9 @@ class KeyStoreTest : public ::testing::Test {
 
   void AddOrg(const std::string& id, const crypto::KeyEncryptionKey& kek) {
     ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
-      auto r = tx.Execute(
-          "INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)",
-          {id, id, id, core::NowRfc3339()});
+      auto r =
+          tx.Execute("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)",
+                     {id, id, id, core::NowRfc3339()});
       if (!r) return r.error();
       return CreateOrgKeys(tx, kek, id, core::NowRfc3339());
     }));
@@ -86,12 +86,12 @@ class KeyStoreTest : public ::testing::Test {
       return tx.Query("SELECT id, value FROM sealed_probes WHERE org_id = ? ORDER BY id", {org},
                       [&](const storage::Row& row) -> Status {
                         const std::string& id = row.Text(0);
-                        auto plain = keys.Open({org, "sealed_probes", "value", id},
-                                               row.Bytes(1));
+                        auto plain = keys.Open({org, "sealed_probes", "value", id}, row.Bytes(1));
                         EXPECT_TRUE(plain) << id;
                         if (plain) {
                           const std::string text(plain->begin(), plain->end());
-                          EXPECT_EQ(text, "value " + std::to_string(std::stoi(id.substr(id.size() - 5))));
+                          EXPECT_EQ(text,
+                                    "value " + std::to_string(std::stoi(id.substr(id.size() - 5))));
                         }
                         versions.insert(*crypto::SealedKeyVersion(row.Bytes(1)));
                         return Ok();
@@ -243,8 +243,8 @@ TEST_F(KeyStoreTest, ReencryptionResealsEveryOldValueAndResumesAfterARestart) {
         "SELECT count(*) FROM audit_events WHERE action = 'keys.rotation_finished' "
         "AND org_id = 'org_a'");
     EXPECT_EQ((*events)->Int(0), 1);
-    auto resealed = tx.QueryOne(
-        "SELECT count(*) FROM audit_events WHERE action = 'keys.values_resealed'");
+    auto resealed =
+        tx.QueryOne("SELECT count(*) FROM audit_events WHERE action = 'keys.values_resealed'");
     EXPECT_GE((*resealed)->Int(0), 5);
     return Ok();
   }));

@@ -48,7 +48,9 @@ Reencryptor::Reencryptor(storage::Database& db, KeyStore& keys, Options options)
 
 Reencryptor::~Reencryptor() { Stop(); }
 
-void Reencryptor::Start() { thread_ = std::thread([this] { Run(); }); }
+void Reencryptor::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Reencryptor::Stop() {
   {
@@ -66,7 +68,8 @@ void Reencryptor::Run() {
     bool busy = false;
     auto step = Step();
     if (!step) {
-      log::Warn("keys.reencrypt_failed", {{log::Key::kError, SafeText::Trusted(step.error().message())}});
+      log::Warn("keys.reencrypt_failed",
+                {{log::Key::kError, SafeText::Trusted(step.error().message())}});
     } else {
       busy = *step;
     }
@@ -80,8 +83,8 @@ void Reencryptor::Run() {
 Result<bool> Reencryptor::Step() {
   // Processes that cache keys seal with a new version within the cache's
   // lifetime; only after that can a pass be sure no older seal follows it.
-  const auto settled = core::FormatRfc3339(std::chrono::system_clock::now() -
-                                           keys_.cache_ttl() - std::chrono::seconds(1));
+  const auto settled = core::FormatRfc3339(std::chrono::system_clock::now() - keys_.cache_ttl() -
+                                           std::chrono::seconds(1));
   std::optional<Pending> pending;
   auto found = db_.Read([&](storage::Transaction& tx) -> Status {
     auto row = tx.QueryOne(
@@ -124,8 +127,7 @@ Result<bool> Reencryptor::Step() {
   std::vector<std::string> unopenable;
   auto read = db_.Read([&](storage::Transaction& tx) -> Status {
     return tx.Query(
-        select,
-        {pending->org_id, pending->cursor_id, static_cast<std::int64_t>(options_.batch)},
+        select, {pending->org_id, pending->cursor_id, static_cast<std::int64_t>(options_.batch)},
         [&](const Row& row) -> Status {
           ++rows;
           last_id = row.Text(0);
@@ -133,8 +135,7 @@ Result<bool> Reencryptor::Step() {
           auto version = crypto::SealedKeyVersion(value);
           if (!version) return version.error();
           if (*version >= pending->version) return Ok();
-          const crypto::SealContext context{pending->org_id, column.table, column.column,
-                                            last_id};
+          const crypto::SealContext context{pending->org_id, column.table, column.column, last_id};
           auto plain = crypto::Open((*keys)->data, context, value);
           if (!plain) {
             // Damaged or moved here from elsewhere: it stays as it is (it

@@ -38,12 +38,11 @@ DeploymentPaths PathsFor(const core::Config& config) {
   DeploymentPaths p;
   p.data_dir = config.server.data_dir;
   p.database = config.storage.sqlite_path.empty() ? (dir / "carewire.db").string()
-                                                   : config.storage.sqlite_path;
+                                                  : config.storage.sqlite_path;
   p.master_key = config.keys.master_key_file.empty() ? (dir / "master.key").string()
-                                                      : config.keys.master_key_file;
-  p.checkpoints = config.audit.checkpoint_file.empty()
-                      ? (dir / "audit-checkpoints.jsonl").string()
-                      : config.audit.checkpoint_file;
+                                                     : config.keys.master_key_file;
+  p.checkpoints = config.audit.checkpoint_file.empty() ? (dir / "audit-checkpoints.jsonl").string()
+                                                       : config.audit.checkpoint_file;
   return p;
 }
 
@@ -99,21 +98,23 @@ Deployment OpenDeployment(const core::Config& config, OpenMode mode, metrics::Re
   };
   // An existing deployment is only read, so tools such as `audit verify` also
   // work on a copy of the data directory on read-only storage.
-  auto ensured = mode == OpenMode::kExisting ? d.db->Read(load) : d.db->Write([&](storage::Transaction& tx) -> Status {
-    const std::string now = core::NowRfc3339();
-    auto made = keys::EnsureDeploymentKeys(tx, *d.kek, now);
-    if (!made) return made.error();
-    created_deployment = *made;
-    if (created_deployment) {
-      audit::Event event;
-      event.action = "deployment.created";
-      event.target_type = "deployment";
-      event.target_id = "1";
-      auto appended = audit::Append(tx, event, now);
-      if (!appended) return appended.error();
-    }
-    return load(tx);
-  });
+  auto ensured = mode == OpenMode::kExisting
+                     ? d.db->Read(load)
+                     : d.db->Write([&](storage::Transaction& tx) -> Status {
+                         const std::string now = core::NowRfc3339();
+                         auto made = keys::EnsureDeploymentKeys(tx, *d.kek, now);
+                         if (!made) return made.error();
+                         created_deployment = *made;
+                         if (created_deployment) {
+                           audit::Event event;
+                           event.action = "deployment.created";
+                           event.target_type = "deployment";
+                           event.target_id = "1";
+                           auto appended = audit::Append(tx, event, now);
+                           if (!appended) return appended.error();
+                         }
+                         return load(tx);
+                       });
   if (!ensured) {
     if (ensured.error() == crypto::Error::kAuthentication ||
         ensured.error() == crypto::Error::kUnknownKeyVersion) {
@@ -126,8 +127,7 @@ Deployment OpenDeployment(const core::Config& config, OpenMode mode, metrics::Re
     d.created = true;
     auto checkpoint = audit::WriteCheckpointNow(*d.db, *d.signing_key, d.paths.checkpoints);
     if (!checkpoint) {
-      throw std::runtime_error("cannot write the first audit checkpoint to " +
-                               d.paths.checkpoints);
+      throw std::runtime_error("cannot write the first audit checkpoint to " + d.paths.checkpoints);
     }
   }
   return d;

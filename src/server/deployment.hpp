@@ -40,7 +40,7 @@ struct Deployment {
 };
 
 enum class OpenMode {
-  kCreate,  // create the data directory, master key and deployment when missing
+  kCreate,    // create the data directory, master key and deployment when missing
   kExisting,  // refuse a data directory that was never set up
 };
 

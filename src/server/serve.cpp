@@ -13,11 +13,11 @@
 #include "audit/audit_log.hpp"
 #include "audit/checkpoint.hpp"
 #include "audit/verify.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
 #include "core/time.hpp"
 #include "keys/reencrypt.hpp"
 #include "server/deployment.hpp"
-#include "core/log.hpp"
-#include "core/metrics.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
 #include "transport/http_server.hpp"
 #include "transport/tls_material.hpp"
@@ -109,14 +109,13 @@ int Serve(const core::Config& config, const ServeOptions& options) {
   VerifyAuditAtStart(d, options);
 
   keys::KeyStore keys(*db, d.kek, std::chrono::milliseconds(config.keys.cache_ttl_ms));
-  keys::Reencryptor reencryptor(
-      *db, keys,
-      {std::chrono::milliseconds(config.keys.reencrypt_poll_ms),
-       static_cast<int>(config.keys.reencrypt_batch)});
+  keys::Reencryptor reencryptor(*db, keys,
+                                {std::chrono::milliseconds(config.keys.reencrypt_poll_ms),
+                                 static_cast<int>(config.keys.reencrypt_batch)});
   audit::Checkpointer checkpointer(
       *db, *d.signing_key, d.paths.checkpoints,
-      {.poll = std::chrono::milliseconds(std::min<std::int64_t>(
-           1000, config.audit.checkpoint_interval_ms)),
+      {.poll = std::chrono::milliseconds(
+           std::min<std::int64_t>(1000, config.audit.checkpoint_interval_ms)),
        .every_events = config.audit.checkpoint_every_events,
        .interval = std::chrono::milliseconds(config.audit.checkpoint_interval_ms)});
 

@@ -20,8 +20,7 @@ constexpr int kFailed = 1;
 
 int ReportCreated(const identity::NewOrganization& org, std::ostream& out) {
   out << "organization " << org.slug << " created\n"
-      << "owner " << org.owner_username << " one-time password: " << org.one_time_password
-      << "\n"
+      << "owner " << org.owner_username << " one-time password: " << org.one_time_password << "\n"
       << "(shown once, here only; the owner replaces it at the first sign-in)\n";
   return 0;
 }
@@ -136,10 +135,10 @@ int RotateKeys(const core::Config& config, const std::string& org_slug, bool mas
   } else {
     std::vector<std::pair<std::string, std::string>> orgs;  // id, slug
     auto read = d.db->Read([&](storage::Transaction& tx) -> Status {
-      auto rows = org_slug.empty()
-                      ? tx.QueryAll("SELECT id, slug FROM organizations ORDER BY slug")
-                      : tx.QueryAll("SELECT id, slug FROM organizations WHERE slug = ?",
-                                    {org_slug});
+      auto rows =
+          org_slug.empty()
+              ? tx.QueryAll("SELECT id, slug FROM organizations ORDER BY slug")
+              : tx.QueryAll("SELECT id, slug FROM organizations WHERE slug = ?", {org_slug});
       if (!rows) return rows.error();
       for (const auto& row : *rows) orgs.emplace_back(row.Text(0), row.Text(1));
       return Ok();
@@ -177,8 +176,7 @@ int RotateKeys(const core::Config& config, const std::string& org_slug, bool mas
     }
   }
   if (!audit::WriteCheckpointNow(*d.db, *d.signing_key, d.paths.checkpoints)) {
-    err << "carewire: the audit checkpoint could not be written to " << d.paths.checkpoints
-        << "\n";
+    err << "carewire: the audit checkpoint could not be written to " << d.paths.checkpoints << "\n";
     status = kFailed;
   }
   d.db->Close();
@@ -237,7 +235,8 @@ int ExportAudit(const core::Config& config, const std::string& format, const std
     event.actor_id = OperatorActorId();
     event.action = "audit.exported";
     event.target_type = "audit_log";
-    event.details = "{\"format\":\"" + format + "\",\"from\":\"" + from + "\",\"to\":\"" + to + "\"}";
+    event.details =
+        "{\"format\":\"" + format + "\",\"from\":\"" + from + "\",\"to\":\"" + to + "\"}";
     auto appended = audit::Append(tx, event, core::NowRfc3339());
     if (!appended) return appended.error();
     return Ok();

@@ -22,8 +22,7 @@ struct OrgSpec {
 int Init(const core::Config& config, const OrgSpec& org, std::ostream& out, std::ostream& err);
 
 // Adds an organization with its owner to an initialized deployment.
-int CreateOrg(const core::Config& config, const OrgSpec& org, std::ostream& out,
-              std::ostream& err);
+int CreateOrg(const core::Config& config, const OrgSpec& org, std::ostream& out, std::ostream& err);
 
 // Adds a data-key version for one organization (or all, when `org_slug` is
 // empty); the server's background job re-seals older values. With `master`,
