@@ -402,7 +402,7 @@ bool RunReads(const Options& options, const std::string& path) {
   const Page pages[] = {{"page: no filter", {}},
                         {"page: one organization", org},
                         {"page: one org, an hour mid-log", hour},
-                        {"page: one patient (no index)", patient}};
+                        {"page: one patient", patient}};
   for (Page page : pages) {
     page.filter.newest_first = true;
     page.filter.limit = 100;
