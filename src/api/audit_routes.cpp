@@ -163,9 +163,7 @@ void AddAuditRoutes(Router& router, storage::Database& db, core::WorkerPool& poo
           }
           db.SubmitWrite(
               [access](storage::Transaction& tx) -> Status {
-                auto appended = audit::Append(tx, access, core::NowRfc3339());
-                if (!appended) return appended.error();
-                return Ok();
+                return audit::Record(tx, access, core::NowRfc3339());
               },
               std::move(finish));
         };

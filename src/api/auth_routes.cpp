@@ -50,18 +50,6 @@ boost::json::object UserJson(const Principal& p) {
           {"roles", std::move(roles)}};
 }
 
-Principal ToPrincipal(const identity::SessionUser& u) {
-  return Principal{u.session_id, u.user_id,      u.org_id, u.org_slug,
-                   u.username,   u.display_name, u.roles,  u.password_change_only,
-                   u.expires_at};
-}
-
-identity::SessionUser ToSessionUser(const Principal& p) {
-  return identity::SessionUser{p.session_id, p.user_id,      p.org_id, p.org_slug,
-                               p.username,   p.display_name, p.roles,  p.password_change_only,
-                               p.expires_at};
-}
-
 identity::RequestOrigin Origin(const Request& req) { return {req.request_id, req.peer_address}; }
 
 // Runs `work` on the pool and answers with what it returns; 503 when full.
@@ -77,11 +65,7 @@ void OnPool(core::WorkerPool& pool, const Request& req, Reply reply,
 }  // namespace
 
 Authenticator SessionAuthenticator(identity::Sessions& sessions) {
-  return [&sessions](std::string_view token) -> Result<Principal> {
-    auto user = sessions.Authenticate(token);
-    if (!user) return user.error();
-    return ToPrincipal(*user);
-  };
+  return [&sessions](std::string_view token) { return sessions.Authenticate(token); };
 }
 
 void AddAuthRoutes(Router& router, identity::Sessions& sessions, core::WorkerPool& pool,
@@ -111,7 +95,7 @@ void AddAuthRoutes(Router& router, identity::Sessions& sessions, core::WorkerPoo
                         }
                         boost::json::object body{{"token", session->token},
                                                  {"expires_at", session->user.expires_at},
-                                                 {"user", UserJson(ToPrincipal(session->user))}};
+                                                 {"user", UserJson(session->user)}};
                         if (session->user.password_change_only) {
                           body["password_change_required"] = true;
                         }
@@ -121,7 +105,7 @@ void AddAuthRoutes(Router& router, identity::Sessions& sessions, core::WorkerPoo
 
   router.Add(Method::kPost, "/api/v1/auth/logout", Access::kPasswordChange,
              [&sessions](Request& req, Reply reply) {
-               auto done = sessions.Logout(ToSessionUser(req.principal), Origin(req));
+               auto done = sessions.Logout(req.principal, Origin(req));
                if (!done) {
                  reply(ErrorResponseFor(req.request_id, done.error()));
                  return;
@@ -142,7 +126,7 @@ void AddAuthRoutes(Router& router, identity::Sessions& sessions, core::WorkerPoo
           return;
         }
         OnPool(pool, req, std::move(reply),
-               [&sessions, fields = std::move(*fields), user = ToSessionUser(req.principal),
+               [&sessions, fields = std::move(*fields), user = req.principal,
                 origin = Origin(req)]() mutable {
                  std::string problem;
                  auto changed = sessions.ChangePassword(user, fields["current_password"],

@@ -13,6 +13,7 @@
 
 #include "core/result.hpp"
 #include "core/safe_text.hpp"
+#include "identity/principal.hpp"
 
 namespace cw::api {
 
@@ -25,19 +26,7 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // The signed-in caller of a request, set by the router for every route that
 // is not public.
-struct Principal {
-  std::string session_id;
-  std::string user_id;
-  std::string org_id;
-  std::string org_slug;
-  std::string username;
-  std::string display_name;
-  std::vector<std::string> roles;
-  bool password_change_only = false;  // a one-time-password session
-  std::string expires_at;
-
-  bool HasRole(std::string_view role) const;
-};
+using Principal = identity::Principal;
 
 struct Request {
   Method method = Method::kGet;

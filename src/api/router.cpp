@@ -161,13 +161,6 @@ Router::Match Router::Find(Method method, std::string_view path) const {
   return match;
 }
 
-bool Principal::HasRole(std::string_view role) const {
-  for (const auto& r : roles) {
-    if (r == role) return true;
-  }
-  return false;
-}
-
 bool Router::Authorize(const Route& route, Request& request, Reply& reply) const {
   if (route.access == Access::kPublic) return true;
   // Only the Authorization header carries a token: never the query string

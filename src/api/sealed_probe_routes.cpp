@@ -99,12 +99,10 @@ void Create(storage::Database& db, keys::KeyStore& keys, const JsonLimits& limit
             "INSERT INTO sealed_probes (id, org_id, value, created_at) VALUES (?, ?, ?, ?)",
             {state->id, org_id, storage::Blob(sealed->begin(), sealed->end()), core::NowRfc3339()});
         if (!inserted) return inserted.error();
-        auto appended = audit::Append(
+        return audit::Record(
             tx,
             ProbeEvent("diagnostics.sealed_probe_created", org_id, state->id, state->request_id),
             core::NowRfc3339());
-        if (!appended) return appended.error();
-        return Ok();
       },
       [state, reply = std::move(reply)](Status status) {
         if (!status) {
@@ -142,11 +140,9 @@ void Read(storage::Database& db, keys::KeyStore& keys, Request& req, Reply reply
         state->length = plain->size();
         sodium_memzero(plain->data(), plain->size());
         state->key_version = *crypto::SealedKeyVersion(sealed);
-        auto appended = audit::Append(
+        return audit::Record(
             tx, ProbeEvent("diagnostics.sealed_probe_opened", org_id, id, state->request_id),
             core::NowRfc3339());
-        if (!appended) return appended.error();
-        return Ok();
       },
       [state, id, reply = std::move(reply)](Status status) {
         if (!status) {

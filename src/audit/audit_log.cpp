@@ -453,6 +453,12 @@ Result<std::int64_t> Append(Transaction& txn, const Event& e, std::string_view o
   return seq;
 }
 
+Status Record(Transaction& txn, const Event& event, std::string_view occurred_at) {
+  auto seq = Append(txn, event, occurred_at);
+  if (!seq) return seq.error();
+  return Ok();
+}
+
 Result<std::optional<StoredEvent>> Last(Transaction& txn) {
   return QueryEvent(txn, kSelectLast, {});
 }

@@ -118,6 +118,10 @@ Status ValidateEvent(const Event& event, std::string_view occurred_at);
 Result<std::int64_t> Append(storage::Transaction& txn, const Event& event,
                             std::string_view occurred_at);
 
+// Append for callers that do not need the seq: its outcome alone, so a write
+// work can end with `return audit::Record(tx, event, now);`.
+Status Record(storage::Transaction& txn, const Event& event, std::string_view occurred_at);
+
 // The newest event, or nullopt when the log is empty.
 Result<std::optional<StoredEvent>> Last(storage::Transaction& txn);
 

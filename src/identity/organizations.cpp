@@ -109,8 +109,7 @@ Status InsertOrganization(storage::Transaction& tx, const crypto::KeyEncryptionK
   owner.target_id = org.owner_id;
   owner.details = R"({"roles":["owner"],"credential":"one-time"})";
   for (const audit::Event* e : {&created, &keys_created, &owner}) {
-    auto appended = audit::Append(tx, *e, now);
-    if (!appended) return appended.error();
+    if (auto appended = audit::Record(tx, *e, now); !appended) return appended.error();
   }
   return Ok();
 }

@@ -157,12 +157,10 @@ Result<NewSession> Sessions::Login(std::string_view org_slug, std::string_view u
       e.actor_type = audit::ActorType::kSystem;
       e.actor_id.clear();
       e.outcome = audit::Outcome::kFailure;
-      auto appended = audit::Append(tx, e, now);
-      if (!appended) return appended.error();
-      return Ok();
+      return audit::Record(tx, e, now);
     }
     session.token = NewToken();
-    SessionUser& u = session.user;
+    Principal& u = session.user;
     u.session_id = "ses_" + core::RandomHex(12);
     u.user_id = account->user_id;
     u.org_id = account->org_id;
@@ -181,23 +179,21 @@ Result<NewSession> Sessions::Login(std::string_view org_slug, std::string_view u
     audit::Event e = AuthEvent("auth.login", u.org_id, u.user_id, origin);
     e.details = std::string("{\"session\":\"") + u.session_id + "\",\"scope\":\"" +
                 (u.password_change_only ? "password_change" : "full") + "\"}";
-    auto appended = audit::Append(tx, e, now);
-    if (!appended) return appended.error();
-    return Ok();
+    return audit::Record(tx, e, now);
   });
   if (!written) return written.error();
   if (!still_valid) return core::Error::kUnauthenticated;
   return session;
 }
 
-Result<SessionUser> Sessions::Authenticate(std::string_view token) {
+Result<Principal> Sessions::Authenticate(std::string_view token) {
   if (token.size() != 4 + kTokenBytes * 2 || token.substr(0, 4) != "cwt_") {
     return core::Error::kUnauthenticated;
   }
   const auto now_point = std::chrono::system_clock::now();
   const std::string now = core::FormatRfc3339(now_point);
   const std::string idle_cutoff = core::FormatRfc3339(now_point - kIdleTimeout);
-  std::optional<SessionUser> user;
+  std::optional<Principal> user;
   std::string last_used;
   auto read = db_.Read([&](storage::Transaction& tx) -> Status {
     auto row = tx.QueryOne(
@@ -211,15 +207,15 @@ Result<SessionUser> Sessions::Authenticate(std::string_view token) {
     if (!row) return row.error();
     if (!*row) return Ok();
     const storage::Row& r = **row;
-    user = SessionUser{r.Text(0),
-                       r.Text(1),
-                       r.Text(2),
-                       r.Text(3),
-                       r.Text(4),
-                       r.Text(5),
-                       ParseRoles(r.Text(6)),
-                       r.Text(7) == "password_change",
-                       r.Text(8)};
+    user = Principal{r.Text(0),
+                     r.Text(1),
+                     r.Text(2),
+                     r.Text(3),
+                     r.Text(4),
+                     r.Text(5),
+                     ParseRoles(r.Text(6)),
+                     r.Text(7) == "password_change",
+                     r.Text(8)};
     last_used = r.Text(9);
     return Ok();
   });
@@ -238,7 +234,7 @@ Result<SessionUser> Sessions::Authenticate(std::string_view token) {
   return *user;
 }
 
-Status Sessions::Logout(const SessionUser& user, const RequestOrigin& origin) {
+Status Sessions::Logout(const Principal& user, const RequestOrigin& origin) {
   return db_.Write([&](storage::Transaction& tx) -> Status {
     const std::string now = core::NowRfc3339();
     auto r = tx.Execute("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
@@ -246,13 +242,11 @@ Status Sessions::Logout(const SessionUser& user, const RequestOrigin& origin) {
     if (!r) return r.error();
     audit::Event e = AuthEvent("auth.logout", user.org_id, user.user_id, origin);
     e.details = "{\"session\":\"" + user.session_id + "\"}";
-    auto appended = audit::Append(tx, e, now);
-    if (!appended) return appended.error();
-    return Ok();
+    return audit::Record(tx, e, now);
   });
 }
 
-Status Sessions::ChangePassword(const SessionUser& user, std::string_view current_password,
+Status Sessions::ChangePassword(const Principal& user, std::string_view current_password,
                                 std::string_view new_password, const RequestOrigin& origin,
                                 std::string* problem) {
   std::string hash;
@@ -299,18 +293,14 @@ Status Sessions::ChangePassword(const SessionUser& user, std::string_view curren
       e.outcome = audit::Outcome::kFailure;
       e.details =
           still_current ? R"({"reason":"policy"})" : R"({"reason":"wrong_current_password"})";
-      auto appended = audit::Append(tx, e, now);
-      if (!appended) return appended.error();
-      return Ok();
+      return audit::Record(tx, e, now);
     }
     // Every session, this one included, ends: the client signs in again.
     auto r =
         tx.Execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
                    {now, user.user_id});
     if (!r) return r.error();
-    auto appended = audit::Append(tx, e, now);
-    if (!appended) return appended.error();
-    return Ok();
+    return audit::Record(tx, e, now);
   });
   if (!written) return written.error();
   if (!still_current) return core::Error::kUnauthenticated;

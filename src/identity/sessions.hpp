@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/result.hpp"
+#include "identity/principal.hpp"
 #include "storage/database.hpp"
 
 namespace cw::identity {
@@ -32,21 +33,9 @@ inline constexpr std::chrono::hours kAbsoluteLifetime{12};
 // a session costs a write only once a minute, not on every request.
 inline constexpr std::chrono::seconds kTouchInterval{60};
 
-struct SessionUser {
-  std::string session_id;
-  std::string user_id;
-  std::string org_id;
-  std::string org_slug;
-  std::string username;
-  std::string display_name;
-  std::vector<std::string> roles;
-  bool password_change_only = false;
-  std::string expires_at;
-};
-
 struct NewSession {
   std::string token;  // shown once to the client, never stored
-  SessionUser user;
+  Principal user;
 };
 
 // Where a request came from, for the audit trail.
@@ -64,15 +53,15 @@ class Sessions {
                            std::string_view password, const RequestOrigin& origin);
 
   // core::Error::kUnauthenticated for an unknown, revoked or expired token.
-  Result<SessionUser> Authenticate(std::string_view token);
+  Result<Principal> Authenticate(std::string_view token);
 
-  Status Logout(const SessionUser& user, const RequestOrigin& origin);
+  Status Logout(const Principal& user, const RequestOrigin& origin);
 
   // Checks the current password and the new one against the policy; on
   // success stores the new hash and ends every session of the user.
   // core::Error::kUnauthenticated for a wrong current password;
   // kInvalidArgument with `problem` set when the new one is refused.
-  Status ChangePassword(const SessionUser& user, std::string_view current_password,
+  Status ChangePassword(const Principal& user, std::string_view current_password,
                         std::string_view new_password, const RequestOrigin& origin,
                         std::string* problem);
 

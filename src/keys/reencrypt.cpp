@@ -188,8 +188,7 @@ Result<bool> Reencryptor::Step() {
       event.target_type = std::string(column.table);
       event.target_id = id;
       event.outcome = audit::Outcome::kFailure;
-      auto appended = audit::Append(tx, event, now);
-      if (!appended) return appended.error();
+      if (auto appended = audit::Record(tx, event, now); !appended) return appended.error();
     }
     if (resealed > 0) {
       audit::Event event;
@@ -200,8 +199,7 @@ Result<bool> Reencryptor::Step() {
       event.target_id = std::string(column.table);
       event.details = "{\"key_version\":" + std::to_string(pending->version) +
                       ",\"rows\":" + std::to_string(resealed) + "}";
-      auto appended = audit::Append(tx, event, now);
-      if (!appended) return appended.error();
+      if (auto appended = audit::Record(tx, event, now); !appended) return appended.error();
     }
     if (whole_batch && table_done && last_table) {
       // Older pending rotations of the organization are covered by this pass.
@@ -216,8 +214,7 @@ Result<bool> Reencryptor::Step() {
       event.action = "keys.rotation_finished";
       event.target_type = "data_key";
       event.target_id = std::to_string(pending->version);
-      auto appended = audit::Append(tx, event, now);
-      if (!appended) return appended.error();
+      if (auto appended = audit::Record(tx, event, now); !appended) return appended.error();
     }
     return Ok();
   });

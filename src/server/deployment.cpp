@@ -110,8 +110,8 @@ Deployment OpenDeployment(const core::Config& config, OpenMode mode, metrics::Re
                            event.action = "deployment.created";
                            event.target_type = "deployment";
                            event.target_id = "1";
-                           auto appended = audit::Append(tx, event, now);
-                           if (!appended) return appended.error();
+                           if (auto appended = audit::Record(tx, event, now); !appended)
+                             return appended.error();
                          }
                          return load(tx);
                        });

@@ -76,9 +76,7 @@ void VerifyAuditAtStart(Deployment& d, const ServeOptions& options) {
     event.target_type = "audit_log";
     event.outcome = audit::Outcome::kFailure;
     event.details = "{\"first_bad_seq\":" + std::to_string(first_bad) + "}";
-    auto appended = audit::Append(tx, event, core::NowRfc3339());
-    if (!appended) return appended.error();
-    return Ok();
+    return audit::Record(tx, event, core::NowRfc3339());
   });
   if (!recorded) throw std::runtime_error("cannot record the accepted broken audit chain");
 }

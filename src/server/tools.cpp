@@ -117,9 +117,7 @@ int RotateKeys(const core::Config& config, const std::string& org_slug, bool mas
       event.target_type = "master_key";
       event.target_id = std::to_string(version);
       event.details = "{\"rewrapped\":" + std::to_string(rewrapped) + "}";
-      return audit::Append(tx, event, core::NowRfc3339()).has_value()
-                 ? Ok()
-                 : Status(core::Error::kInternal);
+      return audit::Record(tx, event, core::NowRfc3339());
     });
     if (!written) {
       err << "carewire: re-wrapping failed (" << written.error().message()
@@ -162,9 +160,7 @@ int RotateKeys(const core::Config& config, const std::string& org_slug, bool mas
         event.action = "keys.rotated";
         event.target_type = "data_key";
         event.target_id = std::to_string(version);
-        auto appended = audit::Append(tx, event, now);
-        if (!appended) return appended.error();
-        return Ok();
+        return audit::Record(tx, event, now);
       });
       if (!written) {
         err << "carewire: " << slug << ": rotation failed: " << written.error().message() << "\n";
@@ -237,9 +233,7 @@ int ExportAudit(const core::Config& config, const std::string& format, const std
     event.target_type = "audit_log";
     event.details =
         "{\"format\":\"" + format + "\",\"from\":\"" + from + "\",\"to\":\"" + to + "\"}";
-    auto appended = audit::Append(tx, event, core::NowRfc3339());
-    if (!appended) return appended.error();
-    return Ok();
+    return audit::Record(tx, event, core::NowRfc3339());
   });
   if (!recorded) {
     err << "carewire: cannot record the export in the audit log: " << recorded.error().message()
