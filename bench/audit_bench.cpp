@@ -47,17 +47,11 @@
 #include "core/time.hpp"
 #include "storage/database.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
+#include "write_load.hpp"
 
 namespace cw::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Upper bound for --in-flight (a template argument of the semaphore).
-constexpr std::ptrdiff_t kMaxInFlight = 1024;
-// The storage layer promises every write one callback; past this the
-// database is stuck and the figures are worthless, so the program stops.
-constexpr auto kDrainTimeout = std::chrono::seconds(30);
 constexpr std::int64_t kCheckpointEvery = 1000;
 
 struct Options {
@@ -72,25 +66,6 @@ struct Options {
 };
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-Clock::duration ToClock(double seconds) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
-std::uint32_t ToMicros(Clock::duration d) {
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-  return static_cast<std::uint32_t>(
-      std::clamp<std::int64_t>(us, 0, std::numeric_limits<std::uint32_t>::max()));
-}
-
-// Nearest-rank percentile; sorts `samples`.
-std::uint32_t Percentile(std::vector<std::uint32_t>& samples, double p) {
-  if (samples.empty()) return 0;
-  std::sort(samples.begin(), samples.end());
-  const auto rank =
-      static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(samples.size())));
-  return samples[std::clamp<std::size_t>(rank, 1, samples.size()) - 1];
-}
 
 // An event like the server's: ids, a fixed action name, a small details object.
 audit::Event BenchEvent(std::int64_t i) {
@@ -146,14 +121,6 @@ void RemoveFiles(const std::string& path) {
   }
 }
 
-// One submitter thread's state; done callbacks run on the writer thread.
-struct Submitter {
-  std::counting_semaphore<kMaxInFlight> permits{0};
-  std::mutex mutex;
-  std::vector<std::uint32_t> latencies_us;  // GUARDED_BY(mutex)
-  std::uint64_t failures = 0;               // GUARDED_BY(mutex)
-};
-
 struct AppendResult {
   bool ok = false;
   double writes_per_s = 0;
@@ -170,77 +137,25 @@ AppendResult RunAppends(const Options& options, const std::string& path, bool wi
   auto db = Open(path);
   if (!db) return result;
 
-  const auto measure_from = Clock::now() + ToClock(options.warmup_s);
-  const auto measure_until = measure_from + ToClock(options.duration_s);
   std::atomic<std::int64_t> next_event{0};
-
-  std::vector<std::unique_ptr<Submitter>> submitters;
-  for (int i = 0; i < options.threads; ++i) {
-    submitters.push_back(std::make_unique<Submitter>());
-    submitters.back()->permits.release(options.in_flight);
-  }
-  std::vector<std::thread> threads;
-  for (auto& s : submitters) {
-    threads.emplace_back([&, sub = s.get()] {
-      while (Clock::now() < measure_until) {
-        if (!sub->permits.try_acquire_until(measure_until)) break;
-        const auto submitted = Clock::now();
-        if (submitted >= measure_until) {
-          sub->permits.release();
-          break;
-        }
+  const WriteLoadResult load = RunWriteLoad(
+      *db, {options.threads, options.in_flight, options.warmup_s, options.duration_s}, [&] {
         // Built on the submitting thread, as a request handler would.
         auto event = std::make_shared<audit::Event>(BenchEvent(next_event.fetch_add(1)));
-        db->SubmitWrite(
-            [event, with_audit](storage::Transaction& txn) -> Status {
-              const std::string now = core::NowRfc3339();
-              auto r = txn.Execute("INSERT INTO write_probes (created_at) VALUES (?)", {now});
-              if (!r) return r.error();
-              if (!with_audit) return Ok();
-              auto seq = audit::Append(txn, *event, now);
-              if (!seq) return seq.error();
-              return Ok();
-            },
-            [sub, submitted, measure_from, measure_until](Status status) {
-              const auto acked = Clock::now();
-              {
-                std::lock_guard lock(sub->mutex);
-                if (!status) ++sub->failures;
-                if (status && submitted >= measure_from && acked <= measure_until) {
-                  sub->latencies_us.push_back(ToMicros(acked - submitted));
-                }
-              }
-              sub->permits.release();
-            });
-      }
-      for (int i = 0; i < options.in_flight; ++i) {
-        if (!sub->permits.try_acquire_for(kDrainTimeout)) {
-          std::fprintf(stderr, "storage did not answer queued writes; stopping\n");
-          std::_Exit(1);
-        }
-      }
-    });
-  }
-
-  std::this_thread::sleep_until(measure_from);
-  const storage::DatabaseStats before = db->Stats();
-  std::this_thread::sleep_until(measure_until);
-  const storage::DatabaseStats after = db->Stats();
-  for (auto& t : threads) t.join();
-
-  std::vector<std::uint32_t> latencies;
-  for (auto& s : submitters) {
-    std::lock_guard lock(s->mutex);
-    latencies.insert(latencies.end(), s->latencies_us.begin(), s->latencies_us.end());
-    result.failures += s->failures;
-  }
-  const auto writes = static_cast<double>(after.writes - before.writes);
-  const auto commits = static_cast<double>(after.commits - before.commits);
+        return [event, with_audit](storage::Transaction& txn) -> Status {
+          const std::string now = core::NowRfc3339();
+          auto r = txn.Execute("INSERT INTO write_probes (created_at) VALUES (?)", {now});
+          if (!r) return r.error();
+          if (!with_audit) return Ok();
+          return audit::Record(txn, *event, now);
+        };
+      });
   result.ok = true;
-  result.writes_per_s = writes / options.duration_s;
-  result.mean_batch = commits > 0 ? writes / commits : 0;
-  result.p50_us = Percentile(latencies, 50);
-  result.p99_us = Percentile(latencies, 99);
+  result.failures = load.failures;
+  result.writes_per_s = load.writes_per_s;
+  result.mean_batch = load.mean_batch;
+  result.p50_us = load.p50_us;
+  result.p99_us = load.p99_us;
 
   if (with_audit) {
     audit::VerifyOptions verify;

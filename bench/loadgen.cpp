@@ -17,6 +17,8 @@
 // verification (the development server is self-signed) and is built to
 // overload whatever it points at.
 
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -29,10 +31,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-
-#include <CLI/CLI.hpp>
-
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -101,11 +99,11 @@ struct Tally {
   std::vector<std::uint32_t> latencies_us;  // counted requests, in microseconds
   std::size_t max_samples = 0;
   bool samples_truncated = false;
-  std::uint64_t requests = 0;     // counted requests, whatever their status
-  std::uint64_t non_2xx = 0;      // counted requests whose status was not 2xx
-  std::uint64_t io_errors = 0;    // failed connects, handshakes, reads, writes, timeouts
-  std::uint64_t connects = 0;     // TLS connections established
-  std::string first_error;        // the first I/O error, for the operator
+  std::uint64_t requests = 0;   // counted requests, whatever their status
+  std::uint64_t non_2xx = 0;    // counted requests whose status was not 2xx
+  std::uint64_t io_errors = 0;  // failed connects, handshakes, reads, writes, timeouts
+  std::uint64_t connects = 0;   // TLS connections established
+  std::string first_error;      // the first I/O error, for the operator
 };
 
 void NoteIoError(Tally& tally, const char* stage, const boost::system::error_code& ec) {
@@ -158,8 +156,8 @@ asio::awaitable<bool> Connect(TlsStream& stream, const Schedule& schedule,
 // One connection's closed loop: connect, send requests one after another
 // until the window closes, reconnect after an error or a `Connection: close`.
 asio::awaitable<void> RunConnection(const Options& options, const Schedule& schedule,
-                                    const std::vector<tcp::endpoint>& endpoints,
-                                    ssl::context& tls, Tally& tally) {
+                                    const std::vector<tcp::endpoint>& endpoints, ssl::context& tls,
+                                    Tally& tally) {
   auto executor = co_await asio::this_coro::executor;
   http::request<http::string_body> request = BuildRequest(options);
   asio::steady_timer pause(executor);
@@ -199,7 +197,8 @@ asio::awaitable<void> RunConnection(const Options& options, const Schedule& sche
         const unsigned status = parser.get().result_int();
         if (status < 200 || status > 299) ++tally.non_2xx;
         if (tally.latencies_us.size() < tally.max_samples) {
-          const auto us = std::chrono::duration_cast<std::chrono::microseconds>(end - start).count();
+          const auto us =
+              std::chrono::duration_cast<std::chrono::microseconds>(end - start).count();
           tally.latencies_us.push_back(static_cast<std::uint32_t>(
               std::min<std::int64_t>(us, std::numeric_limits<std::uint32_t>::max())));
         } else {
@@ -257,7 +256,8 @@ void RunThread(const Options& options, const Schedule& schedule,
 // Nearest-rank percentile of sorted samples.
 std::uint32_t Percentile(const std::vector<std::uint32_t>& sorted, double p) {
   if (sorted.empty()) return 0;
-  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+  const auto rank =
+      static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
   return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
 }
 
@@ -306,7 +306,8 @@ void PrintText(const Options& options, const Report& r) {
   std::printf("  io errors      %llu\n", static_cast<unsigned long long>(r.io_errors));
   std::printf("  latency (us)   %8s %8s %8s %8s %8s\n", "p50", "p90", "p99", "p99.9", "max");
   std::printf("                 %8u %8u %8u %8u %8u\n", r.p50, r.p90, r.p99, r.p999, r.max);
-  if (r.samples_truncated) std::printf("  note: percentiles use the first %zu samples only\n", kMaxSamples);
+  if (r.samples_truncated)
+    std::printf("  note: percentiles use the first %zu samples only\n", kMaxSamples);
   if (!r.first_error.empty()) std::printf("  first io error: %s\n", r.first_error.c_str());
 }
 
@@ -422,10 +423,12 @@ int Main(int argc, char** argv) {
   std::vector<std::thread> threads;
   for (int i = 0; i < options.threads; ++i) {
     // Connections are spread evenly; the first threads take the remainder.
-    const int share = options.connections / options.threads + (i < options.connections % options.threads ? 1 : 0);
+    const int share =
+        options.connections / options.threads + (i < options.connections % options.threads ? 1 : 0);
     Tally& tally = tallies[static_cast<std::size_t>(i)];
     tally.max_samples = kMaxSamples / static_cast<std::size_t>(options.threads);
-    threads.emplace_back([&, share] { RunThread(options, schedule, endpoints, tls, share, tally); });
+    threads.emplace_back(
+        [&, share] { RunThread(options, schedule, endpoints, tls, share, tally); });
   }
   for (auto& t : threads) t.join();
 

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -39,18 +38,11 @@
 #include "core/metrics.hpp"
 #include "storage/database.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
+#include "write_load.hpp"
 
 namespace cw::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Upper bound for --in-flight (a template argument of the semaphore).
-constexpr std::ptrdiff_t kMaxInFlight = 1024;
-// How long to wait for writes still queued when a run ends. The storage layer
-// promises every write one callback; past this the database is stuck and the
-// figures are worthless, so the program stops rather than hang.
-constexpr auto kDrainTimeout = std::chrono::seconds(30);
 // Bound on the raw fsync loop besides its duration.
 constexpr std::uint64_t kMaxFsyncs = 10'000'000;
 // The raw fsync loop rewrites 4 KiB blocks in place within this much of a
@@ -68,23 +60,6 @@ struct Options {
   double fsync_s = 2;
   bool keep = false;
 };
-
-Clock::duration ToClock(double seconds) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
-std::uint32_t ToMicros(Clock::duration d) {
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-  return static_cast<std::uint32_t>(std::clamp<std::int64_t>(us, 0, std::numeric_limits<std::uint32_t>::max()));
-}
-
-// Nearest-rank percentile; sorts `samples`.
-std::uint32_t Percentile(std::vector<std::uint32_t>& samples, double p) {
-  if (samples.empty()) return 0;
-  std::sort(samples.begin(), samples.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(samples.size())));
-  return samples[std::clamp<std::size_t>(rank, 1, samples.size()) - 1];
-}
 
 const char* FileSystemName(const std::string& dir, bool* is_tmpfs) {
   struct statfs fs {};
@@ -126,7 +101,8 @@ FsyncResult MeasureFsync(const std::string& dir, double seconds) {
   std::vector<char> block(kBlock, 'x');
   bool ok = true;
   for (std::size_t i = 0; i < kFsyncFileBlocks && ok; ++i) {
-    ok = ::pwrite(fd, block.data(), kBlock, static_cast<off_t>(i * kBlock)) == static_cast<ssize_t>(kBlock);
+    ok = ::pwrite(fd, block.data(), kBlock, static_cast<off_t>(i * kBlock)) ==
+         static_cast<ssize_t>(kBlock);
   }
   ok = ok && ::fsync(fd) == 0;
 
@@ -148,21 +124,12 @@ FsyncResult MeasureFsync(const std::string& dir, double seconds) {
   ::unlink(path.c_str());
   if (!ok) return result;
   result.ok = true;
-  result.per_s = static_cast<double>(result.syncs) /
-                 std::chrono::duration<double>(now - start).count();
+  result.per_s =
+      static_cast<double>(result.syncs) / std::chrono::duration<double>(now - start).count();
   result.p50_us = Percentile(latencies, 50);
   result.p99_us = Percentile(latencies, 99);
   return result;
 }
-
-// One submitter thread's state. The done callbacks run on the storage writer
-// thread, so the samples are guarded by `mutex`.
-struct Submitter {
-  std::counting_semaphore<kMaxInFlight> permits{0};
-  std::mutex mutex;
-  std::vector<std::uint32_t> latencies_us;  // GUARDED_BY(mutex)
-  std::uint64_t failures = 0;               // GUARDED_BY(mutex)
-};
 
 struct RunResult {
   bool ok = false;
@@ -220,82 +187,32 @@ RunResult RunCommits(const Options& options, const std::string& path, int max_ba
   // Not random: SQLite does not compress, so the content does not matter.
   auto row = std::make_shared<const storage::Blob>(static_cast<std::size_t>(options.row_bytes),
                                                    std::uint8_t{0xA5});
-  const auto measure_from = Clock::now() + ToClock(options.warmup_s);
-  const auto measure_until = measure_from + ToClock(options.duration_s);
-
-  std::vector<std::unique_ptr<Submitter>> submitters;
-  for (int i = 0; i < options.threads; ++i) {
-    submitters.push_back(std::make_unique<Submitter>());
-    submitters.back()->permits.release(options.in_flight);
-  }
-  std::vector<std::thread> threads;
-  for (auto& s : submitters) {
-    threads.emplace_back([&db, &row, &options, measure_from, measure_until, sub = s.get()] {
-      while (Clock::now() < measure_until) {
-        // Bounded: a database that stops answering ends the loop at the end
-        // of the window, and the drain below gives up after kDrainTimeout.
-        if (!sub->permits.try_acquire_until(measure_until)) break;
-        const auto submitted = Clock::now();
-        if (submitted >= measure_until) {
-          sub->permits.release();
-          break;
-        }
-        db.SubmitWrite(
-            [row](storage::Transaction& txn) -> Status {
-              auto r = txn.Execute("INSERT INTO bench_rows(body) VALUES (?)", {*row});
-              if (!r) return r.error();
-              return Ok();
-            },
-            [sub, submitted, measure_from, measure_until](Status status) {
-              const auto acked = Clock::now();
-              {
-                std::lock_guard lock(sub->mutex);
-                if (!status) ++sub->failures;
-                if (status && submitted >= measure_from && acked <= measure_until) {
-                  sub->latencies_us.push_back(ToMicros(acked - submitted));
-                }
-              }
-              sub->permits.release();
-            });
-      }
-      // Wait for this thread's writes still queued, so `sub` outlives them.
-      for (int i = 0; i < options.in_flight; ++i) {
-        if (!sub->permits.try_acquire_for(kDrainTimeout)) {
-          std::fprintf(stderr, "storage did not answer queued writes within %lld s; stopping\n",
-                       static_cast<long long>(kDrainTimeout.count()));
-          std::_Exit(1);
-        }
-      }
-    });
-  }
-
-  std::this_thread::sleep_until(measure_from);
-  const storage::DatabaseStats before = db.Stats();
-  const CommitTime commit_before = TakeCommitTime(registry);
-  std::this_thread::sleep_until(measure_until);
-  const storage::DatabaseStats after = db.Stats();
-  const CommitTime commit_after = TakeCommitTime(registry);
-  for (auto& t : threads) t.join();
+  CommitTime commit_before;
+  CommitTime commit_after;
+  const WriteLoadResult load = RunWriteLoad(
+      db, {options.threads, options.in_flight, options.warmup_s, options.duration_s},
+      [&row] {
+        return [row](storage::Transaction& txn) -> Status {
+          auto r = txn.Execute("INSERT INTO bench_rows(body) VALUES (?)", {*row});
+          if (!r) return r.error();
+          return Ok();
+        };
+      },
+      [&] { commit_before = TakeCommitTime(registry); },
+      [&] { commit_after = TakeCommitTime(registry); });
   db.Close();
 
-  std::vector<std::uint32_t> latencies;
-  for (auto& s : submitters) {
-    std::lock_guard lock(s->mutex);
-    latencies.insert(latencies.end(), s->latencies_us.begin(), s->latencies_us.end());
-    result.failures += s->failures;
-  }
-  const double seconds = options.duration_s;
-  const auto commits = static_cast<double>(after.commits - before.commits);
-  const auto writes = static_cast<double>(after.writes - before.writes);
   result.ok = true;
-  result.counted = latencies.size();
-  result.writes_per_s = writes / seconds;
-  result.commits_per_s = commits / seconds;
-  result.mean_batch = commits > 0 ? writes / commits : 0;
+  result.counted = load.counted;
+  result.failures = load.failures;
+  result.writes_per_s = load.writes_per_s;
+  result.commits_per_s = load.commits_per_s;
+  result.mean_batch = load.mean_batch;
+  result.p50_us = load.p50_us;
+  result.p99_us = load.p99_us;
   const auto timed = commit_after.count - commit_before.count;
-  result.mean_commit_ms = timed > 0 ? (commit_after.sum - commit_before.sum) / static_cast<double>(timed) * 1e3 : 0;
-  result.p50_us = Percentile(latencies, 50);
-  result.p99_us = Percentile(latencies, 99);
+  result.mean_commit_ms =
+      timed > 0 ? (commit_after.sum - commit_before.sum) / static_cast<double>(timed) * 1e3 : 0;
   return result;
 }
 
@@ -350,10 +267,11 @@ int Main(int argc, char** argv) {
   std::printf("carewire-storage-bench\n");
   std::printf("  directory      %s (%s)\n", dir.c_str(), fs_name);
   if (is_tmpfs) {
-    std::printf("  WARNING        tmpfs never reaches a disk: fsync costs nothing here; use --dir\n");
+    std::printf(
+        "  WARNING        tmpfs never reaches a disk: fsync costs nothing here; use --dir\n");
   }
-  std::printf("  submitters     %d threads x %d write(s) in flight, %d-byte rows\n", options.threads,
-              options.in_flight, options.row_bytes);
+  std::printf("  submitters     %d threads x %d write(s) in flight, %d-byte rows\n",
+              options.threads, options.in_flight, options.row_bytes);
   std::printf("  timing         warm-up %.1f s, measured %.1f s per mode\n\n", options.warmup_s,
               options.duration_s);
 
@@ -374,9 +292,8 @@ int Main(int argc, char** argv) {
   const Mode modes[] = {{"group commit", "group.db", 1024},
                         {"one fsync per commit", "per_commit.db", 1}};
   RunResult results[2];
-  std::printf("%-22s %9s %14s %12s %10s %10s %9s %9s %7s\n", "mode", "max_batch",
-              "acked writes/s", "db commits/s", "mean batch", "commit ms", "p50 us", "p99 us",
-              "failed");
+  std::printf("%-22s %9s %14s %12s %10s %10s %9s %9s %7s\n", "mode", "max_batch", "acked writes/s",
+              "db commits/s", "mean batch", "commit ms", "p50 us", "p99 us", "failed");
   bool ok = true;
   for (std::size_t i = 0; i < 2; ++i) {
     const std::string path = dir + "/" + modes[i].file;
@@ -389,9 +306,8 @@ int Main(int argc, char** argv) {
       continue;
     }
     std::printf("%-22s %9d %14.0f %12.0f %10.1f %10.3f %9u %9u %7llu\n", modes[i].name,
-                modes[i].max_batch, r.writes_per_s, r.commits_per_s, r.mean_batch,
-                r.mean_commit_ms, r.p50_us, r.p99_us,
-                static_cast<unsigned long long>(r.failures));
+                modes[i].max_batch, r.writes_per_s, r.commits_per_s, r.mean_batch, r.mean_commit_ms,
+                r.p50_us, r.p99_us, static_cast<unsigned long long>(r.failures));
     ok = ok && r.failures == 0;
   }
   if (results[0].ok && results[1].ok && results[1].writes_per_s > 0) {
