@@ -86,18 +86,33 @@ void Create(storage::Database& db, keys::KeyStore& keys, const JsonLimits& limit
   state->request_id = req.request_id;
   state->slug = std::string(*org);
   state->plaintext = std::string(*value);
+  // The organization is looked up and the value sealed here, before the
+  // write: the single writer thread only inserts. (The foreign key refuses an
+  // organization removed in between.)
+  std::string org_id;
+  auto found = db.Read([&](storage::Transaction& tx) -> Status {
+    auto row = tx.QueryOne("SELECT id FROM organizations WHERE slug = ?", {state->slug});
+    if (!row) return row.error();
+    if (!*row) return core::Error::kNotFound;
+    org_id = (*row)->Text(0);
+    return Ok();
+  });
+  if (!found) {
+    reply(ErrorResponseFor(req.request_id, found.error()));
+    return;
+  }
+  auto sealed = keys.Seal({org_id, kTable, kColumn, state->id}, state->plaintext);
+  if (!sealed) {
+    reply(ErrorResponseFor(req.request_id, sealed.error()));
+    return;
+  }
+  state->key_version = *crypto::SealedKeyVersion(*sealed);
   db.SubmitWrite(
-      [state, &keys](storage::Transaction& tx) -> Status {
-        auto row = tx.QueryOne("SELECT id FROM organizations WHERE slug = ?", {state->slug});
-        if (!row) return row.error();
-        if (!*row) return core::Error::kNotFound;
-        const std::string org_id = (*row)->Text(0);
-        auto sealed = keys.Seal({org_id, kTable, kColumn, state->id}, state->plaintext);
-        if (!sealed) return sealed.error();
-        state->key_version = *crypto::SealedKeyVersion(*sealed);
+      [state, org_id,
+       blob = storage::Blob(sealed->begin(), sealed->end())](storage::Transaction& tx) -> Status {
         auto inserted = tx.Execute(
             "INSERT INTO sealed_probes (id, org_id, value, created_at) VALUES (?, ?, ?, ?)",
-            {state->id, org_id, storage::Blob(sealed->begin(), sealed->end()), core::NowRfc3339()});
+            {state->id, org_id, blob, core::NowRfc3339()});
         if (!inserted) return inserted.error();
         return audit::Record(
             tx,
@@ -127,19 +142,34 @@ void Read(storage::Database& db, keys::KeyStore& keys, Request& req, Reply reply
   };
   auto state = std::make_shared<State>();
   state->request_id = req.request_id;
-  // Opening a sealed value is an access, audited in the same transaction.
+  // Opening a sealed value is an access: the answer goes out only once its
+  // audit event is durable. The value is read and opened here, off the
+  // single writer thread, which only appends the event.
+  std::string org_id;
+  storage::Blob sealed;
+  Status read = db.Read([&](storage::Transaction& tx) -> Status {
+    auto row = tx.QueryOne("SELECT org_id, value FROM sealed_probes WHERE id = ?", {id});
+    if (!row) return row.error();
+    if (!*row) return core::Error::kNotFound;
+    org_id = (*row)->Text(0);
+    sealed = (*row)->Bytes(1);
+    return Ok();
+  });
+  if (!read) {
+    reply(ErrorResponseFor(req.request_id, read.error()));
+    return;
+  }
+  // Outside the read: the key store may read keys itself.
+  auto plain = keys.Open({org_id, kTable, kColumn, id}, sealed);
+  if (!plain) {
+    reply(ErrorResponseFor(req.request_id, plain.error()));
+    return;
+  }
+  state->length = plain->size();
+  sodium_memzero(plain->data(), plain->size());
+  state->key_version = *crypto::SealedKeyVersion(sealed);
   db.SubmitWrite(
-      [state, id, &keys](storage::Transaction& tx) -> Status {
-        auto row = tx.QueryOne("SELECT org_id, value FROM sealed_probes WHERE id = ?", {id});
-        if (!row) return row.error();
-        if (!*row) return core::Error::kNotFound;
-        const std::string org_id = (*row)->Text(0);
-        const storage::Blob& sealed = (*row)->Bytes(1);
-        auto plain = keys.Open({org_id, kTable, kColumn, id}, sealed);
-        if (!plain) return plain.error();
-        state->length = plain->size();
-        sodium_memzero(plain->data(), plain->size());
-        state->key_version = *crypto::SealedKeyVersion(sealed);
+      [state, id, org_id](storage::Transaction& tx) -> Status {
         return audit::Record(
             tx, ProbeEvent("diagnostics.sealed_probe_opened", org_id, id, state->request_id),
             core::NowRfc3339());
