@@ -8,10 +8,11 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-system1.81-dev libboost-container1.81-dev
   libssl-dev openssl
   libsqlite3-dev sqlite3
-  libsodium-dev
+  libsodium-dev liboath-dev libqrencode-dev libzxcvbn-dev
   libtomlplusplus-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl ca-certificates
+  python3 python3-pyotp
 )
 
 missing=()

@@ -7,21 +7,48 @@
 namespace cw::api {
 namespace {
 
-// A router whose authenticator knows two tokens: "full" and "otp" (a session
-// that may only set a new password).
+using identity::Permission;
+using identity::SessionScope;
+
+// A router whose authenticator knows these tokens: "full" (a nurse, who
+// signed in just now), "stale" (the same, signed in an hour ago), "otp" (a
+// session that may only set a new password) and "enrol" (one that may only
+// enrol a second factor).
 class AccessTest : public ::testing::Test {
  protected:
   void SetUp() override {
     router_.SetAuthenticator([](std::string_view token) -> Result<Principal> {
-      if (token == "full") return Principal{.user_id = "u1", .org_id = "o1"};
+      Principal p{.user_id = "u1", .org_id = "o1", .roles = {"nurse"}};
+      p.permissions = identity::BuiltInPermissions(p.roles);
+      p.reauthenticated_at = std::chrono::system_clock::now();
+      if (token == "full") return p;
+      if (token == "stale") {
+        p.reauthenticated_at -= std::chrono::hours(1);
+        return p;
+      }
+      p.permissions.reset();
+      p.user_id = "u2";
       if (token == "otp") {
-        return Principal{.user_id = "u2", .org_id = "o1", .password_change_only = true};
+        p.scope = SessionScope::kPasswordChange;
+        return p;
+      }
+      if (token == "enrol") {
+        p.scope = SessionScope::kMfaEnrollment;
+        return p;
       }
       return core::Error::kUnauthenticated;
     });
-    for (auto [path, access] :
-         {std::pair{"/public", Access::kPublic}, std::pair{"/password", Access::kPasswordChange},
-          std::pair{"/signed-in", Access::kSignedIn}}) {
+    router_.SetDenialRecorder(
+        [this](const Route& route, const Request&) { denied_.push_back(route.pattern); });
+    for (auto [path, access] : {
+             std::pair{"/public", Access::Public()},
+             std::pair{"/password", Access::PasswordChange()},
+             std::pair{"/enrol", Access::MfaEnrollment()},
+             std::pair{"/signed-in", Access::OwnAccount()},
+             std::pair{"/patients", Access::Needs(Permission::kPatientsRead)},
+             std::pair{"/users", Access::Needs(Permission::kUsersManage)},
+             std::pair{"/glass", Access::Needs(Permission::kBreakGlass).Sensitive()},
+         }) {
       router_.Add(Method::kGet, SafeText::Trusted(path), access, [](Request& req, Reply reply) {
         reply(Response{.status = 200, .body = req.principal.user_id});
       });
@@ -39,6 +66,7 @@ class AccessTest : public ::testing::Test {
   }
 
   Router router_;
+  std::vector<std::string> denied_;
 };
 
 TEST_F(AccessTest, PublicRoutesNeedNothingAndSeeNoPrincipal) {
@@ -51,25 +79,54 @@ TEST_F(AccessTest, OtherRoutesNeedAValidBearerToken) {
        {std::string(), std::string("Bearer"), std::string("Bearer "), std::string("bearer full"),
         std::string("Basic full"), std::string("Bearer nope"), std::string("Bearer  full"),
         std::string("Bearer ") + std::string(10'000, 'x')}) {
-    EXPECT_EQ(Call("/signed-in", header).status, 401) << header.substr(0, 20);
-    EXPECT_EQ(Call("/password", header).status, 401) << header.substr(0, 20);
+    for (const char* path : {"/signed-in", "/password", "/enrol", "/patients", "/glass"}) {
+      EXPECT_EQ(Call(path, header).status, 401) << path << " " << header.substr(0, 20);
+    }
   }
   const Response ok = Call("/signed-in", "Bearer full");
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(ok.body, "u1");
+  EXPECT_TRUE(denied_.empty());  // no principal, nothing to record against
 }
 
 TEST_F(AccessTest, APasswordChangeSessionReachesOnlyThePasswordRoute) {
   EXPECT_EQ(Call("/password", "Bearer otp").status, 200);
-  const Response refused = Call("/signed-in", "Bearer otp");
+  for (const char* path : {"/signed-in", "/enrol", "/patients"}) {
+    const Response refused = Call(path, "Bearer otp");
+    EXPECT_EQ(refused.status, 403) << path;
+    EXPECT_NE(refused.body.find("\"forbidden\""), std::string::npos);
+  }
+  EXPECT_EQ(Call("/password", "Bearer full").status, 200);
+}
+
+TEST_F(AccessTest, AnEnrolmentSessionReachesOnlyEnrolmentAndPasswordRoutes) {
+  EXPECT_EQ(Call("/enrol", "Bearer enrol").status, 200);
+  EXPECT_EQ(Call("/password", "Bearer enrol").status, 200);
+  EXPECT_EQ(Call("/signed-in", "Bearer enrol").status, 403);
+  EXPECT_EQ(Call("/patients", "Bearer enrol").status, 403);
+  EXPECT_EQ(Call("/enrol", "Bearer full").status, 200);
+}
+
+TEST_F(AccessTest, ARouteNeedingAPermissionRefusesRolesWithoutItAndRecordsTheRefusal) {
+  EXPECT_EQ(Call("/patients", "Bearer full").status, 200);  // nurses read patients
+  const Response refused = Call("/users", "Bearer full");
   EXPECT_EQ(refused.status, 403);
   EXPECT_NE(refused.body.find("\"forbidden\""), std::string::npos);
-  EXPECT_EQ(Call("/password", "Bearer full").status, 200);
+  ASSERT_EQ(denied_.size(), 1u);
+  EXPECT_EQ(denied_[0], "/users");
+}
+
+TEST_F(AccessTest, ASensitiveRouteNeedsARecentReauthentication) {
+  EXPECT_EQ(Call("/glass", "Bearer full").status, 200);
+  const Response stale = Call("/glass", "Bearer stale");
+  EXPECT_EQ(stale.status, 401);
+  EXPECT_NE(stale.body.find("\"reauth_required\""), std::string::npos);
+  EXPECT_EQ(Call("/patients", "Bearer stale").status, 200);  // not sensitive
 }
 
 TEST_F(AccessTest, WithoutAnAuthenticatorNothingButPublicRoutesAnswer) {
   Router bare;
-  bare.Add(Method::kGet, "/x", Access::kSignedIn,
+  bare.Add(Method::kGet, "/x", Access::OwnAccount(),
            [](Request&, Reply reply) { reply(Response{.status = 200}); });
   Request req;
   req.path = "/x";

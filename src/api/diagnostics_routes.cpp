@@ -19,7 +19,7 @@ constexpr std::int64_t kMaxPaddingBytes = 4096;
 
 void AddDiagnosticsRoutes(Router& router, storage::Database& db, const JsonLimits& limits) {
   router.Add(
-      Method::kPost, "/api/v1/diagnostics/write-probe", Access::kPublic,
+      Method::kPost, "/api/v1/diagnostics/write-probe", Access::Public(),
       [&db, limits](Request& req, Reply reply) {
         Response error;
         auto body = ParseJsonObjectBody(req, limits, &error);

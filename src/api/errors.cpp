@@ -13,6 +13,8 @@ int HttpStatus(ApiError error) {
     case ApiError::kBadRequest:
       return 400;
     case ApiError::kUnauthenticated:
+    case ApiError::kMfaRequired:
+    case ApiError::kReauthRequired:
       return 401;
     case ApiError::kForbidden:
       return 403;
@@ -46,6 +48,10 @@ SafeText ErrorCodeName(ApiError error) {
       return "bad_request";
     case ApiError::kUnauthenticated:
       return "unauthenticated";
+    case ApiError::kMfaRequired:
+      return "mfa_required";
+    case ApiError::kReauthRequired:
+      return "reauth_required";
     case ApiError::kForbidden:
       return "forbidden";
     case ApiError::kNotFound:
@@ -81,6 +87,14 @@ Response ErrorResponse(std::string_view request_id, ApiError error, SafeText mes
   r.status = HttpStatus(error);
   r.content_type = "application/json; charset=utf-8";
   r.body = boost::json::serialize(body);
+  return r;
+}
+
+Response RateLimitedResponse(std::string_view request_id, std::chrono::seconds retry_after) {
+  Response r = ErrorResponse(request_id, ApiError::kRateLimited,
+                             "too many attempts; wait for the time in Retry-After");
+  r.headers.emplace_back("retry-after",
+                         std::to_string(std::max<std::int64_t>(1, retry_after.count())));
   return r;
 }
 

@@ -4,6 +4,7 @@
 // Error messages are SafeText: fixed strings chosen by the code, so an error
 // response can never echo PHI back.
 
+#include <chrono>
 #include <string_view>
 
 #include "api/http.hpp"
@@ -14,6 +15,8 @@ namespace cw::api {
 enum class ApiError {
   kBadRequest,            // 400 bad_request
   kUnauthenticated,       // 401 unauthenticated
+  kMfaRequired,           // 401 mfa_required
+  kReauthRequired,        // 401 reauth_required
   kForbidden,             // 403 forbidden
   kNotFound,              // 404 not_found
   kMethodNotAllowed,      // 405 method_not_allowed
@@ -32,6 +35,9 @@ SafeText ErrorCodeName(ApiError error);
 
 // {"error":{"code","message","request_id"}} with the error's status.
 Response ErrorResponse(std::string_view request_id, ApiError error, SafeText message);
+
+// 429 rate_limited with Retry-After (whole seconds, at least 1).
+Response RateLimitedResponse(std::string_view request_id, std::chrono::seconds retry_after);
 
 // Maps a subsystem error to the API error a client should see, with a
 // message that names the problem without echoing any input.

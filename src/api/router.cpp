@@ -162,7 +162,9 @@ Router::Match Router::Find(Method method, std::string_view path) const {
 }
 
 bool Router::Authorize(const Route& route, Request& request, Reply& reply) const {
-  if (route.access == Access::kPublic) return true;
+  using Scope = Access::Scope;
+  const Access& access = route.access;
+  if (access.scope == Scope::kPublic) return true;
   // Only the Authorization header carries a token: never the query string
   // (it would reach logs and browser history) and never a cookie.
   constexpr std::string_view kBearer = "Bearer ";
@@ -183,13 +185,34 @@ bool Router::Authorize(const Route& route, Request& request, Reply& reply) const
     }
     return false;
   }
-  if (principal->password_change_only && route.access != Access::kPasswordChange) {
-    reply(ErrorResponse(request.request_id, ApiError::kForbidden,
-                        "set a new password first (POST /api/v1/me/password)"));
+  request.principal = std::move(*principal);
+  const Principal& p = request.principal;
+  if (p.scope == identity::SessionScope::kPasswordChange && access.scope != Scope::kPasswordChange) {
+    Deny(route, request, reply, "set a new password first (POST /api/v1/me/password)");
     return false;
   }
-  request.principal = std::move(*principal);
+  if (p.scope == identity::SessionScope::kMfaEnrollment && access.scope != Scope::kPasswordChange &&
+      access.scope != Scope::kMfaEnrollment) {
+    Deny(route, request, reply, "set up a second factor first (POST /api/v1/me/mfa/totp)");
+    return false;
+  }
+  if (access.scope == Scope::kSignedIn && !access.own_account && !p.Can(access.permission)) {
+    Deny(route, request, reply, "your roles do not allow this");
+    return false;
+  }
+  if (access.recent_reauth &&
+      std::chrono::system_clock::now() - p.reauthenticated_at > identity::kReauthWindow) {
+    reply(ErrorResponse(request.request_id, ApiError::kReauthRequired,
+                        "confirm your password first (POST /api/v1/auth/reauth)"));
+    return false;
+  }
   return true;
+}
+
+void Router::Deny(const Route& route, const Request& request, Reply& reply,
+                  SafeText message) const {
+  if (denial_recorder_) denial_recorder_(route, request);
+  reply(ErrorResponse(request.request_id, ApiError::kForbidden, message));
 }
 
 const Route* Router::Dispatch(Request& request, Reply reply) const {

@@ -19,15 +19,38 @@
 #include <vector>
 
 #include "api/http.hpp"
+#include "identity/permissions.hpp"
 
 namespace cw::api {
 
-// Who may call a route. Every route states it at registration; there is no
-// default. Permission checks beyond these arrive with roles.
-enum class Access {
-  kPublic,          // no credentials; must reveal nothing about any organization
-  kPasswordChange,  // any session, including one that may only set a new password
-  kSignedIn,        // a full session
+// Who may call a route. Every route states it at registration, and there is
+// no default: a route cannot be added without a decision about access.
+// Deny by default: a signed-in route names the permission it needs, or says
+// it concerns only the caller's own account.
+struct Access {
+  enum class Scope {
+    kPublic,          // no credentials; must reveal nothing about any organization
+    kPasswordChange,  // own account, any session (also one that may only set a password)
+    kMfaEnrollment,   // own account, a full session or one that may only enrol MFA
+    kSignedIn,        // a full session, holding `permission` unless `own_account`
+  };
+  Scope scope = Scope::kPublic;
+  identity::Permission permission = identity::Permission::kMessagesRead;
+  bool own_account = false;  // kSignedIn without a permission: the caller's own data
+  bool recent_reauth = false;  // a sensitive action: a password check within 5 minutes
+
+  static Access Public() { return {Scope::kPublic}; }
+  static Access PasswordChange() { return {Scope::kPasswordChange, {}, true}; }
+  static Access MfaEnrollment() { return {Scope::kMfaEnrollment, {}, true}; }
+  static Access OwnAccount() { return {Scope::kSignedIn, {}, true}; }
+  static Access Needs(identity::Permission p) { return {Scope::kSignedIn, p, false}; }
+  // The same, and the caller must have re-authenticated within the last
+  // identity::kReauthWindow (else 401 reauth_required).
+  Access Sensitive() const {
+    Access a = *this;
+    a.recent_reauth = true;
+    return a;
+  }
 };
 
 // Resolves a bearer token to its principal: core::Error::kUnauthenticated
@@ -61,7 +84,7 @@ using WebSocketFactory = std::function<std::unique_ptr<WebSocketHandler>(
 struct Route {
   Method method = Method::kGet;
   std::string pattern;
-  Access access = Access::kPublic;
+  Access access;
   Handler handler;             // for plain requests
   WebSocketFactory websocket;  // set for routes that upgrade to a WebSocket
 
@@ -98,16 +121,25 @@ class Router {
 
   const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
 
-  // Set once at start-up, before serving; routes other than kPublic answer
+  // Set once at start-up, before serving; routes other than public answer
   // 401 until it is set.
   void SetAuthenticator(Authenticator authenticator) { authenticator_ = std::move(authenticator); }
+  const Authenticator& authenticator() const { return authenticator_; }
+
+  // Called for every signed-in request refused for its scope or
+  // permissions, so refusals reach the audit trail. Set once at start-up.
+  using DenialRecorder = std::function<void(const Route&, const Request&)>;
+  void SetDenialRecorder(DenialRecorder recorder) { denial_recorder_ = std::move(recorder); }
 
  private:
   // Fills request.principal for a route that needs one; false after it has
   // answered 401 or 403.
   bool Authorize(const Route& route, Request& request, Reply& reply) const;
 
+  void Deny(const Route& route, const Request& request, Reply& reply, SafeText message) const;
+
   Authenticator authenticator_;
+  DenialRecorder denial_recorder_;
   Route& AddRoute(Method method, SafeText pattern, Access access);
   std::vector<std::unique_ptr<Route>> routes_;
 };

@@ -11,8 +11,8 @@ Handler Noop() {
 
 TEST(RouterTest, MatchesLiteralAndParameterSegments) {
   Router r;
-  r.Add(Method::kGet, "/api/v1/users", Access::kPublic, Noop());
-  r.Add(Method::kGet, "/api/v1/users/{id}", Access::kPublic, Noop());
+  r.Add(Method::kGet, "/api/v1/users", Access::Public(), Noop());
+  r.Add(Method::kGet, "/api/v1/users/{id}", Access::Public(), Noop());
   auto m = r.Find(Method::kGet, "/api/v1/users/u%2D1");
   ASSERT_NE(m.route, nullptr);
   EXPECT_EQ(m.route->pattern, "/api/v1/users/{id}");
@@ -24,8 +24,8 @@ TEST(RouterTest, MatchesLiteralAndParameterSegments) {
 
 TEST(RouterTest, ReportsAllowedMethodsOnMethodMismatch) {
   Router r;
-  r.Add(Method::kGet, "/x", Access::kPublic, Noop());
-  r.Add(Method::kPost, "/x", Access::kPublic, Noop());
+  r.Add(Method::kGet, "/x", Access::Public(), Noop());
+  r.Add(Method::kPost, "/x", Access::Public(), Noop());
   auto m = r.Find(Method::kDelete, "/x");
   EXPECT_EQ(m.route, nullptr);
   EXPECT_EQ(m.allowed.size(), 2u);
@@ -33,7 +33,7 @@ TEST(RouterTest, ReportsAllowedMethodsOnMethodMismatch) {
 
 TEST(RouterTest, RefusesMalformedPaths) {
   Router r;
-  r.Add(Method::kGet, "/api/v1/users/{id}", Access::kPublic, Noop());
+  r.Add(Method::kGet, "/api/v1/users/{id}", Access::Public(), Noop());
   for (const char* path :
        {"", "api/v1/users/1", "/api/v1/users/", "/api/v1/users//", "/api/v1/users/1/",
         "/api//v1/users/1", "/api/v1/users/..%2fetc", "/api/v1/users/%00", "/api/v1/users/%ff",
@@ -46,16 +46,16 @@ TEST(RouterTest, RefusesMalformedPaths) {
 
 TEST(RouterTest, RejectsBadPatternsAndDuplicates) {
   Router r;
-  EXPECT_THROW(r.Add(Method::kGet, "x", Access::kPublic, Noop()), std::logic_error);
-  EXPECT_THROW(r.Add(Method::kGet, "/a//b", Access::kPublic, Noop()), std::logic_error);
-  EXPECT_THROW(r.Add(Method::kGet, "/a/{}", Access::kPublic, Noop()), std::logic_error);
-  r.Add(Method::kGet, "/a", Access::kPublic, Noop());
-  EXPECT_THROW(r.Add(Method::kGet, "/a", Access::kPublic, Noop()), std::logic_error);
+  EXPECT_THROW(r.Add(Method::kGet, "x", Access::Public(), Noop()), std::logic_error);
+  EXPECT_THROW(r.Add(Method::kGet, "/a//b", Access::Public(), Noop()), std::logic_error);
+  EXPECT_THROW(r.Add(Method::kGet, "/a/{}", Access::Public(), Noop()), std::logic_error);
+  r.Add(Method::kGet, "/a", Access::Public(), Noop());
+  EXPECT_THROW(r.Add(Method::kGet, "/a", Access::Public(), Noop()), std::logic_error);
 }
 
 TEST(RouterTest, DispatchAnswers404And405AsJsonErrors) {
   Router r;
-  r.Add(Method::kGet, "/x", Access::kPublic, Noop());
+  r.Add(Method::kGet, "/x", Access::Public(), Noop());
   Request req;
   req.request_id = "rid";
   req.path = "/nope";

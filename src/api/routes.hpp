@@ -4,11 +4,16 @@
 // the router with their access rule; docs/openapi.yaml documents every one
 // (a test compares the two).
 
+#include <boost/json/value.hpp>
+
 #include "api/json_body.hpp"
 #include "api/router.hpp"
 #include "core/metrics.hpp"
 #include "core/worker_pool.hpp"
+#include "identity/break_glass.hpp"
+#include "identity/org_settings.hpp"
 #include "identity/sessions.hpp"
+#include "identity/users.hpp"
 #include "keys/key_store.hpp"
 #include "storage/database.hpp"
 
@@ -31,20 +36,39 @@ void AddDiagnosticsRoutes(Router& router, storage::Database& db, const JsonLimit
 void AddSealedProbeRoutes(Router& router, storage::Database& db, keys::KeyStore& keys,
                           const JsonLimits& limits);
 
-// POST /api/v1/auth/login, POST /api/v1/auth/logout, GET /api/v1/me,
-// POST /api/v1/me/password. Password hashing runs on `pool`.
+class LiveSockets;
+
+// Sign-in (login, MFA, logout, re-authentication) and one's own account
+// (profile, password, TOTP enrolment, sessions). Work runs on `pool`.
 void AddAuthRoutes(Router& router, identity::Sessions& sessions, core::WorkerPool& pool,
                    const JsonLimits& limits);
+
+// The organization's users and other users' sessions.
+void AddUserRoutes(Router& router, identity::Users& users, identity::Sessions& sessions,
+                   core::WorkerPool& pool, const JsonLimits& limits);
+
+// The organization's settings, roles and data-key rotation.
+void AddOrgRoutes(Router& router, identity::OrgSettingsStore& orgs, storage::Database& db,
+                  keys::KeyStore& keys, core::WorkerPool& pool, const JsonLimits& limits);
+
+// Emergency access and security alerts.
+void AddBreakGlassRoutes(Router& router, identity::BreakGlass& break_glass,
+                         core::WorkerPool& pool, const JsonLimits& limits);
+
+// A principal as GET /api/v1/me and sign-in answers show it.
+boost::json::object PrincipalJson(const Principal& p);
+// Sessions as the session lists show them.
+boost::json::array SessionsJson(const std::vector<identity::SessionInfo>& sessions);
 
 // The router's authenticator: bearer tokens checked against `sessions`.
 Authenticator SessionAuthenticator(identity::Sessions& sessions);
 
-// GET /api/v1/audit: the caller's organization's events (owners only until
-// permissions exist), filtered and paginated; each read is audited. Pages
-// are read on `pool`.
+// GET /api/v1/audit: the caller's organization's events (audit.read),
+// filtered and paginated; each read is audited. Pages are read on `pool`.
 void AddAuditRoutes(Router& router, storage::Database& db, core::WorkerPool& pool);
 
-// GET /api/v1/events: the live event stream (WebSocket).
-void AddEventRoutes(Router& router, const JsonLimits& limits);
+// GET /api/v1/events: the live event stream (WebSocket). Authenticated
+// sockets are registered in `live`, so ending a session closes them.
+void AddEventRoutes(Router& router, const JsonLimits& limits, LiveSockets& live);
 
 }  // namespace cw::api

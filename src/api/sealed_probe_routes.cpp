@@ -190,11 +190,11 @@ void Read(storage::Database& db, keys::KeyStore& keys, Request& req, Reply reply
 
 void AddSealedProbeRoutes(Router& router, storage::Database& db, keys::KeyStore& keys,
                           const JsonLimits& limits) {
-  router.Add(Method::kPost, "/api/v1/diagnostics/sealed-probe", Access::kPublic,
+  router.Add(Method::kPost, "/api/v1/diagnostics/sealed-probe", Access::Public(),
              [&db, &keys, limits](Request& req, Reply reply) {
                Create(db, keys, limits, req, std::move(reply));
              });
-  router.Add(Method::kGet, "/api/v1/diagnostics/sealed-probe/{id}", Access::kPublic,
+  router.Add(Method::kGet, "/api/v1/diagnostics/sealed-probe/{id}", Access::Public(),
              [&db, &keys](Request& req, Reply reply) { Read(db, keys, req, std::move(reply)); });
 }
 

@@ -131,6 +131,26 @@ const std::vector<KeyDef>& Defs() {
           86'400'000,
           "A checkpoint is signed at least this often while events are being added, and at "
           "graceful shutdown."),
+      Int("auth.account_failures_per_hour", &C::auth, &C::Auth::account_failures_per_hour, 1,
+          10'000,
+          "Failed sign-ins (passwords and codes) one account may have in an hour before it is "
+          "locked until the oldest of them is an hour old (NIST SP 800-63B allows at most 100)."),
+      Int("auth.address_failures_per_hour", &C::auth, &C::Auth::address_failures_per_hour, 1,
+          1'000'000,
+          "Failed sign-ins from one source address, across all accounts, in an hour. The address "
+          "is the TCP peer; X-Forwarded-For is ignored, so it cannot be claimed."),
+      Int("auth.free_failures", &C::auth, &C::Auth::free_failures, 0, 1'000,
+          "Failures (per account and per address) before sign-in attempts are delayed."),
+      Int("auth.first_delay_ms", &C::auth, &C::Auth::first_delay_ms, 0, 3'600'000,
+          "The delay after the free failures; it doubles with each further failure."),
+      Int("auth.max_delay_ms", &C::auth, &C::Auth::max_delay_ms, 0, 3'600'000,
+          "The longest delay between failed attempts (the hourly limit still applies)."),
+      Int("auth.housekeeping_interval_ms", &C::auth, &C::Auth::housekeeping_interval_ms, 100,
+          86'400'000,
+          "How often dormant accounts are deactivated and expired emergency access is closed."),
+      Int("auth.revocation_poll_ms", &C::auth, &C::Auth::revocation_poll_ms, 100, 10'000,
+          "How often live WebSockets are checked against ended sessions; a revoked session's "
+          "socket closes within about this time."),
       Str("log.level", &C::log, &C::Log::level, "Least severe level written.",
           {"debug", "info", "warn", "error"}),
       Bool("diagnostics.write_probe", &C::diagnostics, &C::Diagnostics::write_probe,

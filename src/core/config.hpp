@@ -65,6 +65,16 @@ struct Config {
     std::int64_t checkpoint_interval_ms = 60'000;
   } audit;
 
+  struct Auth {
+    std::int64_t account_failures_per_hour = 100;
+    std::int64_t address_failures_per_hour = 1'000;
+    std::int64_t free_failures = 5;
+    std::int64_t first_delay_ms = 1'000;
+    std::int64_t max_delay_ms = 900'000;
+    std::int64_t housekeeping_interval_ms = 60'000;
+    std::int64_t revocation_poll_ms = 1'000;
+  } auth;
+
   struct Log {
     std::string level = "info";
   } log;

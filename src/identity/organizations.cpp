@@ -21,7 +21,9 @@ bool IsSlug(std::string_view s) {
   return true;
 }
 
-bool IsUsername(std::string_view s) {
+}  // namespace
+
+bool IsValidUsername(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;
   for (const char c : s) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
@@ -31,15 +33,13 @@ bool IsUsername(std::string_view s) {
   return true;
 }
 
-bool IsDisplayText(std::string_view s) {
+bool IsValidDisplayName(std::string_view s) {
   if (s.empty() || s.size() > 200 || !core::IsValidUtf8(s)) return false;
   for (const char c : s) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
   }
   return true;
 }
-
-}  // namespace
 
 std::string NormalizeUsername(std::string_view username) {
   std::string out(username);
@@ -55,12 +55,12 @@ Result<NewOrganization> PrepareOrganization(std::string_view slug, std::string_v
     *problem = "the organization slug must be 2 to 63 characters of a-z, 0-9 and inner hyphens";
     return core::Error::kInvalidArgument;
   }
-  if (!IsDisplayText(name)) {
+  if (!IsValidDisplayName(name)) {
     *problem = "the organization name must be 1 to 200 bytes of UTF-8 without control characters";
     return core::Error::kInvalidArgument;
   }
   const std::string username = NormalizeUsername(owner_username);
-  if (!IsUsername(username)) {
+  if (!IsValidUsername(username)) {
     *problem = "the username must be 1 to 64 characters of a-z, 0-9, '.', '_', '-' and '@'";
     return core::Error::kInvalidArgument;
   }

@@ -43,6 +43,11 @@ Status InsertOrganization(storage::Transaction& tx, const crypto::KeyEncryptionK
 // The organization id for a slug; kNotFound when there is none.
 Result<std::string> FindOrganizationId(storage::Transaction& tx, std::string_view slug);
 
+// 1 to 64 characters of a-z, 0-9, '.', '_', '-' and '@' (after NormalizeUsername).
+bool IsValidUsername(std::string_view username);
+// 1 to 200 bytes of UTF-8 without control characters.
+bool IsValidDisplayName(std::string_view name);
+
 // Usernames are compared in lower case; this is the stored form.
 std::string NormalizeUsername(std::string_view username);
 

@@ -24,6 +24,11 @@ bool VerifyPassword(const std::string& encoded_hash, std::string_view password) 
   return crypto_pwhash_str_verify(encoded_hash.c_str(), password.data(), password.size()) == 0;
 }
 
+bool PasswordNeedsRehash(const std::string& encoded_hash) {
+  return crypto_pwhash_str_needs_rehash(encoded_hash.c_str(), kPasswordOpsLimit,
+                                        kPasswordMemLimit) != 0;
+}
+
 std::string NewOneTimePassword() {
   // 32 symbols: no 0/O, 1/l/I; each takes 5 bits of a random byte.
   static constexpr char kAlphabet[] = "abcdefghjkmnpqrstuvwxyz23456789";

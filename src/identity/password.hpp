@@ -20,6 +20,10 @@ std::string HashPassword(std::string_view password);
 
 bool VerifyPassword(const std::string& encoded_hash, std::string_view password);
 
+// True when `encoded_hash` was made with weaker parameters than today's (or
+// another algorithm): the next successful sign-in stores a fresh hash.
+bool PasswordNeedsRehash(const std::string& encoded_hash);
+
 // A one-time password for a new account: 20 characters from an alphabet
 // without look-alikes (about 100 bits), in groups of four for reading aloud.
 std::string NewOneTimePassword();

@@ -17,6 +17,8 @@ using storage::Row;
 
 constexpr SealedColumn kSealedColumns[] = {
     {"sealed_probes", "value"},
+    {"mfa_factors", "secret"},
+    {"break_glass", "reason"},
 };
 
 struct Pending {

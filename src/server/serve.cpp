@@ -14,6 +14,7 @@
 #include "audit/checkpoint.hpp"
 #include "audit/verify.hpp"
 #include "core/log.hpp"
+#include "core/periodic.hpp"
 #include "core/metrics.hpp"
 #include "core/time.hpp"
 #include "keys/reencrypt.hpp"
@@ -86,9 +87,32 @@ void VerifyAuditAtStart(Deployment& d, const ServeOptions& options) {
 void AddRoutes(api::Router& router, const core::Config& config, const Services& services) {
   const api::JsonLimits json{static_cast<std::size_t>(config.limits.max_json_depth)};
   router.SetAuthenticator(api::SessionAuthenticator(services.sessions));
+  router.SetDenialRecorder([&db = services.db](const api::Route& route, const api::Request& req) {
+    audit::Event e;
+    e.org_id = req.principal.org_id;
+    e.actor_type = audit::ActorType::kUser;
+    e.actor_id = req.principal.user_id;
+    e.action = "access.denied";
+    e.target_type = "route";
+    e.target_id = std::string(api::MethodName(route.method).view()) + " " + route.pattern;
+    e.outcome = audit::Outcome::kDenied;
+    e.request_id = req.request_id;
+    e.source_address = req.peer_address;
+    // The refusal does not wait for its record; a failed record is logged.
+    db.SubmitWrite(
+        [e](storage::Transaction& tx) -> Status {
+          return audit::Record(tx, e, core::NowRfc3339());
+        },
+        [](Status done) {
+          if (!done) log::Warn("audit.denial_not_recorded");
+        });
+  });
   api::AddHealthRoutes(router, services.db, services.metrics);
-  api::AddEventRoutes(router, json);
+  api::AddEventRoutes(router, json, services.live_sockets);
   api::AddAuthRoutes(router, services.sessions, services.pool, json);
+  api::AddUserRoutes(router, services.users, services.sessions, services.pool, json);
+  api::AddOrgRoutes(router, services.orgs, services.db, services.keys, services.pool, json);
+  api::AddBreakGlassRoutes(router, services.break_glass, services.pool, json);
   api::AddAuditRoutes(router, services.db, services.pool);
   if (config.diagnostics.write_probe) api::AddDiagnosticsRoutes(router, services.db, json);
   if (config.diagnostics.sealed_probe) {
@@ -120,19 +144,63 @@ int Serve(const core::Config& config, const ServeOptions& options) {
   const transport::TlsMaterial tls = transport::PrepareTlsMaterial(
       config.server.data_dir, config.tls.cert_file, config.tls.key_file);
 
-  // Argon2id (64 MiB per hash) and audit pages: one worker per core, and a
-  // queue short enough that a burst is refused (503) rather than piling up.
-  identity::Sessions sessions(*db);
+  identity::SessionOptions session_options;
+  session_options.throttle = {
+      .account_failures_per_hour = static_cast<int>(config.auth.account_failures_per_hour),
+      .address_failures_per_hour = static_cast<int>(config.auth.address_failures_per_hour),
+      .free_failures = static_cast<int>(config.auth.free_failures),
+      .first_delay = std::chrono::milliseconds(config.auth.first_delay_ms),
+      .max_delay = std::chrono::milliseconds(config.auth.max_delay_ms)};
+  identity::Sessions sessions(*db, keys, session_options);
+  identity::Users users(*db);
+  identity::OrgSettingsStore orgs(*db);
+  identity::BreakGlass break_glass(*db, keys);
+  api::LiveSockets live_sockets;
+  // Argon2id (64 MiB per hash), identity work and audit pages: one worker
+  // per core, and a queue short enough that a burst is refused (503) rather
+  // than piling up.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   auto worker_pool =
       std::make_unique<core::WorkerPool>(cores, static_cast<std::size_t>(cores) * 16);
 
   api::Router router;
-  AddRoutes(router, config, {*db, keys, sessions, *worker_pool, metrics});
+  AddRoutes(router, config,
+            {*db, keys, sessions, users, orgs, break_glass, live_sockets, *worker_pool, metrics});
+
+  // Dormant accounts and expired emergency access.
+  core::Periodic housekeeping(
+      std::chrono::milliseconds(config.auth.housekeeping_interval_ms), [&users, &break_glass] {
+        if (auto n = users.DeactivateDormant(); !n) {
+          log::Warn("identity.dormant_sweep_failed");
+        } else if (*n > 0) {
+          log::Info("identity.dormant_deactivated", {{log::Key::kCount, *n}});
+        }
+        if (auto n = break_glass.ExpireGrants(); !n) log::Warn("identity.break_glass_expiry_failed");
+      });
+  // Live sockets of ended sessions: revoked ones (from any process) and
+  // expired ones. The look-back overlaps the previous poll by a few seconds,
+  // for revocations committed late in their batch; closing twice is harmless.
+  core::Periodic revocations(
+      std::chrono::milliseconds(config.auth.revocation_poll_ms),
+      [&sessions, &live_sockets, since = std::chrono::system_clock::now()]() mutable {
+        const auto now = std::chrono::system_clock::now();
+        if (live_sockets.size() == 0) {
+          since = now;
+          return;
+        }
+        auto revoked = sessions.RevokedSince(core::FormatRfc3339(since - std::chrono::seconds(5)));
+        if (revoked) {
+          since = now;
+          live_sockets.CloseSessions(*revoked);
+        }
+        live_sockets.CloseExpired(now);
+      });
 
   transport::HttpServer http(config, tls, router, metrics);
   http.Start();
   reencryptor.Start();
+  housekeeping.Start();
+  revocations.Start();
 
   std::cout << "tls certificate sha256 fingerprint " << tls.fingerprint_sha256
             << (tls.generated ? " (self-signed, created now)" : "") << "\n";
@@ -146,6 +214,8 @@ int Serve(const core::Config& config, const ServeOptions& options) {
   sigwait(&signals, &signal_number);
   log::Info("server.draining", {{log::Key::kSignal, signal_number}});
 
+  revocations.Stop();
+  housekeeping.Stop();
   const int cut = http.Shutdown();
   worker_pool.reset();  // finishes sign-ins already under way
   reencryptor.Stop();

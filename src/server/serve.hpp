@@ -8,7 +8,11 @@
 #include "core/config.hpp"
 #include "core/metrics.hpp"
 #include "core/worker_pool.hpp"
+#include "api/live_sockets.hpp"
+#include "identity/break_glass.hpp"
+#include "identity/org_settings.hpp"
 #include "identity/sessions.hpp"
+#include "identity/users.hpp"
 #include "keys/key_store.hpp"
 #include "storage/database.hpp"
 
@@ -36,11 +40,16 @@ struct Services {
   storage::Database& db;
   keys::KeyStore& keys;
   identity::Sessions& sessions;
-  core::WorkerPool& pool;  // for password hashing and audit pages
+  identity::Users& users;
+  identity::OrgSettingsStore& orgs;
+  identity::BreakGlass& break_glass;
+  api::LiveSockets& live_sockets;
+  core::WorkerPool& pool;  // for password hashing, identity work and audit pages
   metrics::Registry& metrics;
 };
 
-// Registers every route the configuration enables, and the authenticator.
+// Registers every route the configuration enables, the authenticator, and
+// the recorder that audits refused requests.
 void AddRoutes(api::Router& router, const core::Config& config, const Services& services);
 
 // The effective configuration as TOML, for `carewire config show`.

@@ -75,9 +75,14 @@ TEST(DocsTest, EveryRouteIsDocumentedInOpenApiAndViceVersa) {
     // Routes are only registered here, never called, so the key store needs
     // no keys.
     keys::KeyStore keys(**db, nullptr, std::chrono::milliseconds(1000));
-    identity::Sessions sessions(**db);
+    identity::Sessions sessions(**db, keys);
+    identity::Users users(**db);
+    identity::OrgSettingsStore orgs(**db);
+    identity::BreakGlass break_glass(**db, keys);
+    api::LiveSockets live;
     core::WorkerPool pool(1, 1);
-    server::AddRoutes(router, config, {**db, keys, sessions, pool, metrics});
+    server::AddRoutes(router, config,
+                      {**db, keys, sessions, users, orgs, break_glass, live, pool, metrics});
 
     std::set<std::string> registered;
     for (const auto& r : router.routes()) {

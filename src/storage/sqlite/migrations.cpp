@@ -149,6 +149,143 @@ constexpr Migration kMigrations[] = {
       ) STRICT;
       CREATE INDEX sessions_by_user ON sessions (user_id);
     )sql"},
+    {4, "identity and access", R"sql(
+      -- Organization settings, each with the default a new organization gets.
+      ALTER TABLE organizations ADD COLUMN mfa_required INTEGER NOT NULL DEFAULT 1
+        CHECK (mfa_required IN (0, 1));
+      ALTER TABLE organizations ADD COLUMN idle_timeout_minutes INTEGER NOT NULL DEFAULT 15
+        CHECK (idle_timeout_minutes BETWEEN 1 AND 240);
+      ALTER TABLE organizations ADD COLUMN absolute_timeout_hours INTEGER NOT NULL DEFAULT 12
+        CHECK (absolute_timeout_hours BETWEEN 1 AND 72);
+      -- NULL: messages are kept until deleted by policy elsewhere.
+      ALTER TABLE organizations ADD COLUMN message_lifespan_days INTEGER
+        CHECK (message_lifespan_days IS NULL OR message_lifespan_days BETWEEN 1 AND 36500);
+      -- Accounts without a sign-in for this many days are deactivated; 0: never.
+      ALTER TABLE organizations ADD COLUMN dormant_after_days INTEGER NOT NULL DEFAULT 90
+        CHECK (dormant_after_days BETWEEN 0 AND 3650);
+      ALTER TABLE organizations ADD COLUMN break_glass_minutes INTEGER NOT NULL DEFAULT 60
+        CHECK (break_glass_minutes BETWEEN 5 AND 480);
+
+      ALTER TABLE users ADD COLUMN created_by TEXT;
+      ALTER TABLE users ADD COLUMN last_sign_in_at TEXT;
+      ALTER TABLE users ADD COLUMN password_changed_at TEXT;
+      ALTER TABLE users ADD COLUMN deactivated_at TEXT;
+      ALTER TABLE users ADD COLUMN reactivated_at TEXT;
+      ALTER TABLE users ADD COLUMN deactivation_reason TEXT
+        CHECK (deactivation_reason IS NULL OR deactivation_reason IN ('admin', 'dormant'));
+
+      -- Sessions gain a third scope (MFA enrolment only), the time of the
+      -- last password check (for sensitive actions), why they ended, and
+      -- where they came from (for the list of one's own sessions). SQLite
+      -- cannot alter a CHECK, so the table is rebuilt.
+      CREATE TABLE sessions_v4 (
+        id TEXT PRIMARY KEY,
+        token_hash BLOB NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        scope TEXT NOT NULL CHECK (scope IN ('full', 'password_change', 'mfa_enrollment')),
+        created_at TEXT NOT NULL,
+        last_used_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT,
+        revoked_reason TEXT,
+        reauthenticated_at TEXT NOT NULL,
+        source_address TEXT NOT NULL DEFAULT '',
+        user_agent TEXT NOT NULL DEFAULT ''
+      ) STRICT;
+      INSERT INTO sessions_v4 (id, token_hash, user_id, org_id, scope, created_at,
+                               last_used_at, expires_at, revoked_at, reauthenticated_at)
+        SELECT id, token_hash, user_id, org_id, scope, created_at, last_used_at, expires_at,
+               revoked_at, created_at FROM sessions;
+      DROP TABLE sessions;
+      ALTER TABLE sessions_v4 RENAME TO sessions;
+      CREATE INDEX sessions_by_user ON sessions (user_id);
+      -- Live WebSockets are closed when their session ends: the server polls
+      -- for sessions revoked since its last look.
+      CREATE INDEX sessions_by_revocation ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
+
+      -- Second factors. A TOTP secret is sealed with the organization's data
+      -- key; it is 'pending' from enrolment until a first code confirms it.
+      -- last_step is the last time step accepted, so no code works twice.
+      CREATE TABLE mfa_factors (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        user_id TEXT NOT NULL REFERENCES users(id),
+        kind TEXT NOT NULL CHECK (kind = 'totp'),
+        status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'removed')),
+        secret BLOB NOT NULL,
+        last_step INTEGER NOT NULL DEFAULT -1,
+        created_at TEXT NOT NULL,
+        confirmed_at TEXT
+      ) STRICT;
+      CREATE INDEX mfa_factors_by_user ON mfa_factors (user_id, status);
+
+      -- Single-use recovery codes, as SHA-256 hashes.
+      CREATE TABLE recovery_codes (
+        user_id TEXT NOT NULL REFERENCES users(id),
+        code_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        used_at TEXT,
+        PRIMARY KEY (user_id, code_hash)
+      ) STRICT;
+
+      -- The second step of a sign-in with MFA: the password was right; a
+      -- code (or recovery code) must follow within minutes, with few tries.
+      CREATE TABLE mfa_challenges (
+        id TEXT PRIMARY KEY,
+        token_hash BLOB NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        used_at TEXT,
+        source_address TEXT NOT NULL DEFAULT '',
+        user_agent TEXT NOT NULL DEFAULT ''
+      ) STRICT;
+
+      -- An organization's own roles: a name and the permissions it grants,
+      -- space-separated permission names.
+      CREATE TABLE org_roles (
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        permissions TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (org_id, name)
+      ) STRICT;
+
+      -- Emergency (break-glass) access: who, why (sealed: a reason may name
+      -- a patient), and until when. It ends by itself at expires_at.
+      CREATE TABLE break_glass (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        user_id TEXT NOT NULL REFERENCES users(id),
+        reason BLOB NOT NULL,
+        started_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        ended_at TEXT
+      ) STRICT;
+      CREATE INDEX break_glass_by_user ON break_glass (user_id, expires_at);
+      CREATE INDEX break_glass_by_org ON break_glass (org_id, started_at);
+
+      -- Security alerts for the privacy officers (break-glass use, lockouts).
+      -- Never PHI: a kind, who, and what, by id.
+      CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        recipient_id TEXT NOT NULL REFERENCES users(id),  -- each privacy officer has their own
+        kind TEXT NOT NULL,
+        user_id TEXT,
+        target_type TEXT,
+        target_id TEXT,
+        created_at TEXT NOT NULL,
+        acknowledged_at TEXT,
+        acknowledged_by TEXT
+      ) STRICT;
+      CREATE INDEX alerts_by_recipient ON alerts (recipient_id, created_at);
+    )sql"},
 };
 
 constexpr bool VersionsAreContiguous() {
