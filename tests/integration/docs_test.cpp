@@ -6,10 +6,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
 #include "core/random.hpp"
+#include "identity/permissions.hpp"
 #include "keys/key_store.hpp"
 #include "server/serve.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
@@ -30,9 +32,11 @@ std::string ReadSource(const std::string& relative) {
 }
 
 // (METHOD path) pairs under `paths:` in an OpenAPI YAML file: a path is a
-// two-space-indented key starting with '/', a method a four-space-indented key.
-std::set<std::string> DocumentedOperations(const std::string& yaml) {
-  std::set<std::string> ops;
+// two-space-indented key starting with '/', a method a four-space-indented
+// key. Each maps to the operation's `x-access` line ("" when it has none).
+std::map<std::string, std::string> DocumentedOperations(const std::string& yaml) {
+  std::map<std::string, std::string> ops;
+  std::string current;
   std::istringstream lines(yaml);
   std::string line, path;
   bool in_paths = false;
@@ -52,11 +56,33 @@ std::set<std::string> DocumentedOperations(const std::string& yaml) {
       std::string method = line.substr(4, line.size() - 5);
       if (kMethods.count(method)) {
         for (char& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-        ops.insert(method + " " + path);
+        current = method + " " + path;
+        ops[current] = "";
       }
+    } else if (line.rfind("      x-access: ", 0) == 0 && !current.empty()) {
+      ops[current] = line.substr(16);
     }
   }
   return ops;
+}
+
+// How docs/openapi.yaml's `x-access` states a route's access rule.
+std::string AccessText(const api::Access& a) {
+  using Scope = api::Access::Scope;
+  std::string text;
+  switch (a.scope) {
+    case Scope::kPublic:
+      return "public";
+    case Scope::kPasswordChange:
+      return "any session";
+    case Scope::kMfaEnrollment:
+      return "MFA enrolment";
+    case Scope::kSignedIn:
+      text = a.own_account ? "own account" : std::string(identity::PermissionName(a.permission));
+      break;
+  }
+  if (a.recent_reauth) text += ", recent re-authentication";
+  return text;
 }
 
 TEST(DocsTest, EveryRouteIsDocumentedInOpenApiAndViceVersa) {
@@ -84,19 +110,47 @@ TEST(DocsTest, EveryRouteIsDocumentedInOpenApiAndViceVersa) {
     server::AddRoutes(router, config,
                       {**db, keys, sessions, users, orgs, break_glass, live, pool, metrics});
 
-    std::set<std::string> registered;
+    std::map<std::string, std::string> registered;
     for (const auto& r : router.routes()) {
-      registered.insert(std::string(api::MethodName(r->method).view()) + " " + r->pattern);
+      registered[std::string(api::MethodName(r->method).view()) + " " + r->pattern] =
+          AccessText(r->access);
     }
     const auto documented = DocumentedOperations(ReadSource("docs/openapi.yaml"));
-    for (const auto& op : registered)
-      EXPECT_TRUE(documented.count(op)) << "undocumented route: " << op;
-    for (const auto& op : documented)
+    for (const auto& [op, access] : registered) {
+      auto it = documented.find(op);
+      EXPECT_TRUE(it != documented.end()) << "undocumented route: " << op;
+      if (it != documented.end()) {
+        EXPECT_EQ(it->second, access) << "x-access of " << op << " differs from the router";
+      }
+    }
+    for (const auto& [op, access] : documented)
       EXPECT_TRUE(registered.count(op)) << "documented but absent: " << op;
     EXPECT_FALSE(registered.empty());
     (*db)->Close();
   }
   fs::remove_all(dir);
+}
+
+// docs/roles.md holds one table row per built-in role, exactly as the code's
+// table grants, and one row per permission.
+TEST(DocsTest, RolesDocumentMatchesTheBuiltInRoleTable) {
+  const std::string doc = ReadSource("docs/roles.md");
+  for (const identity::BuiltInRole& role : identity::BuiltInRoles()) {
+    std::string row = "| `" + std::string(role.name) + "` | ";
+    bool first = true;
+    for (const std::string& p : identity::PermissionNames(role.permissions)) {
+      row += (first ? "`" : ", `") + p + "`";
+      first = false;
+    }
+    row += " |";
+    EXPECT_NE(doc.find(row + "\n"), std::string::npos)
+        << "docs/roles.md lacks the row\n" << row;
+  }
+  for (const identity::Permission p : identity::AllPermissions()) {
+    EXPECT_NE(doc.find("| `" + std::string(identity::PermissionName(p)) + "` |"),
+              std::string::npos)
+        << "docs/roles.md does not describe " << identity::PermissionName(p);
+  }
 }
 
 TEST(DocsTest, ConfigurationReferenceIsGeneratedFromTheSchema) {
