@@ -24,7 +24,6 @@ constexpr std::array<std::pair<P, std::string_view>, kPermissionCount> kNames = 
     {P::kTemplatesApprove, "templates.approve"},
     {P::kKeysRotate, "keys.rotate"},
     {P::kBreakGlass, "break_glass"},
-    {P::kDiagnostics, "diagnostics"},
 }};
 
 constexpr bool NamesFollowTheEnum() {

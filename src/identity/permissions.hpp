@@ -36,9 +36,8 @@ enum class Permission : unsigned {
   kTemplatesApprove,  // approve patient message templates
   kKeysRotate,        // rotate the organization's data key
   kBreakGlass,        // emergency access outside one's normal scope
-  kDiagnostics,       // the operator's diagnostics routes
 };
-inline constexpr std::size_t kPermissionCount = 17;
+inline constexpr std::size_t kPermissionCount = 16;
 
 using PermissionSet = std::bitset<kPermissionCount>;
 

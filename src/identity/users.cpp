@@ -136,7 +136,7 @@ Result<CreatedUser> Users::Create(const Principal& actor, std::string_view usern
   auto written = db_.Write([&](storage::Transaction& tx) -> Status {
     const std::string now = core::FormatRfc3339(clock_());
     auto granted = ResolveRoles(tx, actor.org_id, roles, problem);
-    if (!granted) return Ok();
+    if (!granted) return granted.error() == core::Error::kInvalidArgument ? Ok() : granted.error();
     if (!IsSubset(*granted, actor.permissions)) {
       denied = true;
       return audit::Record(tx, [&] {
@@ -234,9 +234,11 @@ Result<UserRecord> Users::Update(const Principal& actor, std::string_view user_i
     if (user.id == actor.user_id && (change.roles || change.status)) {
       return deny("own_roles_or_status");
     }
+    // Fails closed: a user whose roles cannot be resolved is not changed.
     std::string ignored;
     auto held = ResolveRoles(tx, actor.org_id, user.roles, &ignored);
-    if (held && !IsSubset(*held, actor.permissions)) return deny("target_beyond_actor");
+    if (!held && held.error() != core::Error::kInvalidArgument) return held.error();
+    if (!held || !IsSubset(*held, actor.permissions)) return deny("target_beyond_actor");
     if (change.roles) {
       auto granted = ResolveRoles(tx, actor.org_id, *change.roles, problem);
       if (!granted) {
@@ -313,7 +315,8 @@ Status Users::ResetMfa(const Principal& actor, std::string_view user_id,
     }
     std::string ignored;
     auto held = ResolveRoles(tx, actor.org_id, (*found)->roles, &ignored);
-    if ((*found)->id == actor.user_id || (held && !IsSubset(*held, actor.permissions))) {
+    if (!held && held.error() != core::Error::kInvalidArgument) return held.error();
+    if ((*found)->id == actor.user_id || !held || !IsSubset(*held, actor.permissions)) {
       refused = core::Error::kPermissionDenied;
       audit::Event e = UserEvent(actor, "mfa.reset", (*found)->id, origin);
       e.outcome = audit::Outcome::kDenied;
