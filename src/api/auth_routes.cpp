@@ -177,11 +177,8 @@ void AddAuthRoutes(Router& router, identity::Sessions& sessions, core::WorkerPoo
                      return ErrorResponse(origin.request_id, ApiError::kBadRequest,
                                           SafeText::Trusted(refusal.problem));
                    }
-                   if (changed.error() == core::Error::kUnauthenticated) {
-                     return ErrorResponse(origin.request_id, ApiError::kUnauthenticated,
-                                          "the current password is not right");
-                   }
-                   return ErrorResponseFor(origin.request_id, changed.error());
+                   return SignInFailure(origin.request_id, changed.error(), refusal,
+                                        "the current password is not right");
                  }
                  return Response{.status = 204};
                });

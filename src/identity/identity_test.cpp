@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <random>
 #include <set>
 
 #include "core/error.hpp"
@@ -7,6 +8,7 @@
 #include "identity/organizations.hpp"
 #include "identity/password.hpp"
 #include "identity/sessions.hpp"
+#include "keys/key_store.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
 #include "storage/sqlite/test_support.hpp"
 
@@ -46,15 +48,32 @@ TEST(PasswordTest, Argon2idHashCarriesItsParametersAndVerifiesOnlyTheRightPasswo
   EXPECT_NE(HashPassword("same"), HashPassword("same"));  // salted
 }
 
+// `length` printable ASCII characters from a fixed seed: long, and not
+// guessable, so only the length rule can refuse it.
+std::string UnguessableAscii(std::size_t length) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> printable('!', '~');
+  std::string out;
+  while (out.size() < length) out += static_cast<char>(printable(rng));
+  return out;
+}
+
 TEST(PasswordTest, PolicyCountsCharactersAndRefusesTheUsername) {
   EXPECT_EQ(PasswordProblem("alice", "correct horse battery"), "");
   EXPECT_NE(PasswordProblem("alice", "short"), "");
   EXPECT_NE(PasswordProblem("alice", "elevenchars"), "");
-  EXPECT_EQ(PasswordProblem("alice", "twelve chars"), "");
+  EXPECT_NE(PasswordProblem("alice", "Qz7#kW2!pLm"), "");  // eleven, however random
+  EXPECT_EQ(PasswordProblem("alice", "Qz7#kW2!pLm9"), "");
   // Twelve characters in more than twelve bytes still count as twelve.
-  EXPECT_EQ(PasswordProblem("alice", "ééééééééééé1"), "");
-  EXPECT_NE(PasswordProblem("alice", std::string(129, 'x')), "");
-  EXPECT_EQ(PasswordProblem("alice", std::string(128, 'x')), "");
+  EXPECT_EQ(PasswordProblem("alice", "éàüöçñøåîêé1"), "");
+  EXPECT_NE(PasswordProblem("alice", "éàüöçñøåîê1"), "");
+  EXPECT_NE(PasswordProblem("alice", UnguessableAscii(129)), "");
+  EXPECT_EQ(PasswordProblem("alice", UnguessableAscii(128)), "");
+  // 128 characters in 248 bytes are still 128, and one more is too many.
+  std::string accented;
+  for (int i = 0; i < 30; ++i) accented += "äçñø";
+  EXPECT_EQ(PasswordProblem("alice", accented + "Qz7#kW2!"), "");
+  EXPECT_NE(PasswordProblem("alice", accented + "Qz7#kW2!p"), "");
   EXPECT_NE(PasswordProblem("alice", "my name is ALICE ok"), "");
   EXPECT_NE(PasswordProblem("alice", std::string("bad utf8 \xff\xfe pass")), "");
 }
@@ -68,6 +87,7 @@ class IdentityDbTest : public ::testing::Test {
     ASSERT_TRUE(db);
     db_ = std::move(*db);
     kek_ = crypto::LoadMasterKey("", "1 " + std::string(64, 'a'));
+    keys_ = std::make_unique<keys::KeyStore>(*db_, kek_, std::chrono::seconds(60));
   }
   void TearDown() override { db_->Close(); }
 
@@ -94,7 +114,8 @@ class IdentityDbTest : public ::testing::Test {
 
   storage::testing::TempDir dir_;
   std::unique_ptr<storage::Database> db_;
-  std::unique_ptr<crypto::KeyEncryptionKey> kek_;
+  std::shared_ptr<const crypto::KeyEncryptionKey> kek_;
+  std::unique_ptr<keys::KeyStore> keys_;
 };
 
 TEST_F(IdentityDbTest, OrganizationIsCreatedWithKeysOwnerAndAuditEventsAtOnce) {
@@ -143,14 +164,25 @@ TEST_F(IdentityDbTest, BadNamesAreRefusedBeforeAnythingIsWritten) {
 TEST_F(IdentityDbTest, SignInFailuresAreAlikeAndSessionsEndAsDocumented) {
   const NewOrganization org = MakeOrg("north", "alice");
   MakeOrg("south", "bob");
-  Sessions sessions(*db_);
+  // Without required MFA, so the password alone opens a full session
+  // (second factors are covered in access_control_test.cpp).
+  ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
+    auto r = tx.Execute("UPDATE organizations SET mfa_required = 0 WHERE id = ?", {org.org_id});
+    if (!r) return r.error();
+    return Ok();
+  }));
+  // Throttling is covered in access_control_test.cpp: here no delays.
+  SessionOptions options;
+  options.throttle.free_failures = 100;
+  Sessions sessions(*db_, *keys_, options);
   const RequestOrigin origin{"req1", "127.0.0.1"};
+  Refusal refusal;
 
   for (auto [o, u, p] : {std::tuple{"north", "alice", "wrong password"},
                          std::tuple{"nowhere", "alice", org.one_time_password.c_str()},
                          std::tuple{"north", "nobody", org.one_time_password.c_str()},
                          std::tuple{"south", "alice", org.one_time_password.c_str()}}) {
-    auto s = sessions.Login(o, u, p, origin);
+    auto s = sessions.Login(o, u, p, origin, &refusal);
     ASSERT_FALSE(s);
     EXPECT_EQ(s.error(), core::Error::kUnauthenticated);
   }
@@ -159,9 +191,9 @@ TEST_F(IdentityDbTest, SignInFailuresAreAlikeAndSessionsEndAsDocumented) {
             4);
 
   // The one-time password opens a session that may only change it.
-  auto first = sessions.Login("north", "ALICE", org.one_time_password, origin);
+  auto first = sessions.Login("north", "ALICE", org.one_time_password, origin, &refusal);
   ASSERT_TRUE(first);
-  EXPECT_TRUE(first->user.password_change_only);
+  EXPECT_EQ(first->user.scope, SessionScope::kPasswordChange);
   auto who = sessions.Authenticate(first->token);
   ASSERT_TRUE(who);
   EXPECT_EQ(who->user_id, org.owner_id);
@@ -169,48 +201,49 @@ TEST_F(IdentityDbTest, SignInFailuresAreAlikeAndSessionsEndAsDocumented) {
                   first->token.substr(4) + "') > 0"),
             0);  // the token is not stored, not even in hex
 
-  std::string problem;
   auto refused =
-      sessions.ChangePassword(*who, org.one_time_password, "alice wonderland x", origin, &problem);
+      sessions.ChangePassword(*who, org.one_time_password, "alice wonderland x", origin, &refusal);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error(), core::Error::kInvalidArgument);
-  auto wrong = sessions.ChangePassword(*who, "not it", "a perfectly fine one", origin, &problem);
+  EXPECT_NE(refusal.problem, "");
+  auto wrong = sessions.ChangePassword(*who, "not it", "a perfectly fine one", origin, &refusal);
   ASSERT_FALSE(wrong);
   EXPECT_EQ(wrong.error(), core::Error::kUnauthenticated);
   ASSERT_TRUE(sessions.ChangePassword(*who, org.one_time_password, "a perfectly fine one", origin,
-                                      &problem));
+                                      &refusal));
   EXPECT_FALSE(sessions.Authenticate(first->token));  // every session ended
-  EXPECT_FALSE(sessions.Login("north", "alice", org.one_time_password, origin));
+  EXPECT_FALSE(sessions.Login("north", "alice", org.one_time_password, origin, &refusal));
 
-  auto full = sessions.Login("north", "alice", "a perfectly fine one", origin);
+  auto full = sessions.Login("north", "alice", "a perfectly fine one", origin, &refusal);
   ASSERT_TRUE(full);
-  EXPECT_FALSE(full->user.password_change_only);
+  EXPECT_EQ(full->user.scope, SessionScope::kFull);
   ASSERT_TRUE(sessions.Authenticate(full->token));
 
   // Idle for longer than the idle timeout: over.
   ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
     auto r = tx.Execute("UPDATE sessions SET last_used_at = ? WHERE id = ?",
-                        {core::FormatRfc3339(std::chrono::system_clock::now() - kIdleTimeout -
-                                             std::chrono::seconds(1)),
-                         full->user.session_id});
+                        std::vector<storage::Value>{
+                            core::FormatRfc3339(std::chrono::system_clock::now() -
+                                                kDefaultIdleTimeout - std::chrono::seconds(1)),
+                            full->user.session_id});
     if (!r) return r.error();
     return Ok();
   }));
   EXPECT_FALSE(sessions.Authenticate(full->token));
 
   // Past its absolute lifetime: over, however recently used.
-  auto later = sessions.Login("north", "alice", "a perfectly fine one", origin);
+  auto later = sessions.Login("north", "alice", "a perfectly fine one", origin, &refusal);
   ASSERT_TRUE(later);
   ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
     auto r = tx.Execute("UPDATE sessions SET expires_at = ? WHERE id = ?",
-                        {core::NowRfc3339(), later->user.session_id});
+                        std::vector<storage::Value>{core::NowRfc3339(), later->user.session_id});
     if (!r) return r.error();
     return Ok();
   }));
   EXPECT_FALSE(sessions.Authenticate(later->token));
 
   // Logout ends the session.
-  auto last = sessions.Login("north", "alice", "a perfectly fine one", origin);
+  auto last = sessions.Login("north", "alice", "a perfectly fine one", origin, &refusal);
   ASSERT_TRUE(last);
   ASSERT_TRUE(sessions.Logout(last->user, origin));
   EXPECT_FALSE(sessions.Authenticate(last->token));

@@ -46,8 +46,6 @@ Result<std::optional<OrgRecord>> ReadOrg(storage::Transaction& tx, const std::st
 
 bool InRange(const std::optional<int>& v, int lo, int hi) { return !v || (*v >= lo && *v <= hi); }
 
-bool IsSubset(const PermissionSet& a, const PermissionSet& b) { return (a & ~b).none(); }
-
 }  // namespace
 
 OrgSettingsStore::OrgSettingsStore(storage::Database& db, core::Clock clock)
@@ -68,6 +66,7 @@ Result<OrgRecord> OrgSettingsStore::Get(const Principal& viewer) {
 
 Result<OrgRecord> OrgSettingsStore::Update(const Principal& actor, const OrgSettingsChange& change,
                                            const RequestOrigin& origin, std::string* problem) {
+  problem->clear();
   if (!InRange(change.idle_timeout_minutes, 1, 240)) {
     *problem = "idle_timeout_minutes must be 1 to 240";
   } else if (!InRange(change.absolute_timeout_hours, 1, 72)) {
@@ -185,7 +184,7 @@ Result<RoleRecord> OrgSettingsStore::PutRole(const Principal& actor, std::string
   auto written = db_.Write([&](storage::Transaction& tx) -> Status {
     const std::string now = core::FormatRfc3339(clock_());
     audit::Event e = OrgEvent(actor, "role.defined", "role", name, origin);
-    if (!IsSubset(set, actor.permissions)) {
+    if (!MayGrant(actor.permissions, set)) {
       denied = true;
       e.outcome = audit::Outcome::kDenied;
       e.details = R"({"reason":"permissions_beyond_actor"})";
@@ -228,7 +227,7 @@ Status OrgSettingsStore::DeleteRole(const Principal& actor, std::string_view nam
       refused = core::Error::kConflict;
       return Ok();
     }
-    if (!IsSubset(ParsePermissionList((*role)->Text(0)), actor.permissions)) {
+    if (!MayGrant(actor.permissions, ParsePermissionList((*role)->Text(0)))) {
       refused = core::Error::kPermissionDenied;
       audit::Event e = OrgEvent(actor, "role.deleted", "role", name, origin);
       e.outcome = audit::Outcome::kDenied;

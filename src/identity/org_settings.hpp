@@ -5,8 +5,9 @@
 // Settings (MFA required, session timeouts, message lifespan, dormant
 // accounts, break-glass duration) apply from the next request on: sessions
 // read their organization's timeouts when they are checked. Custom roles
-// are named sets of permissions; no one defines a role granting more than
-// they hold themselves, and a role still held by a user cannot be removed.
+// are named sets of permissions; no one defines a role granting
+// administrative permissions they lack (MayGrant), and a role still held by a
+// user cannot be removed.
 
 #include <optional>
 #include <string>
@@ -70,7 +71,7 @@ class OrgSettingsStore {
   Result<std::vector<RoleRecord>> ListRoles(const Principal& viewer);
   // Creates or replaces a role of the organization. kInvalidArgument for a
   // bad name (or a built-in one) or an unknown permission; kPermissionDenied
-  // for permissions beyond the actor's.
+  // for administrative permissions the actor lacks.
   Result<RoleRecord> PutRole(const Principal& actor, std::string_view name,
                              std::string_view description,
                              const std::vector<std::string>& permissions,

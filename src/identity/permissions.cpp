@@ -137,6 +137,15 @@ std::string FormatPermissionList(const PermissionSet& set) {
   return out;
 }
 
+PermissionSet AdministrativePermissions() {
+  return Set({P::kUsersManage, P::kRolesManage, P::kOrgManage, P::kSessionsManage, P::kAuditRead,
+              P::kAuditExport, P::kAlertsRead, P::kDevicesWipe, P::kKeysRotate});
+}
+
+bool MayGrant(const PermissionSet& actor, const PermissionSet& granted) {
+  return (granted & AdministrativePermissions() & ~actor).none();
+}
+
 bool IsValidCustomRoleName(std::string_view name) {
   if (name.size() < 2 || name.size() > 40 || name[0] < 'a' || name[0] > 'z') return false;
   for (const char c : name) {

@@ -71,6 +71,15 @@ PermissionSet BuiltInPermissions(std::span<const std::string> roles);
 PermissionSet ParsePermissionList(std::string_view spaced);
 std::string FormatPermissionList(const PermissionSet& set);
 
+// The permissions that administer the organization or oversee others
+// (users, roles, settings, sessions, audit, alerts, devices, keys), as
+// against those of everyday clinical work. Whoever manages users may grant
+// any clinical permission, but an administrative one only if they hold it.
+PermissionSet AdministrativePermissions();
+// True when `actor` may grant (or change a holder of) `granted`: every
+// administrative permission in it is one the actor holds.
+bool MayGrant(const PermissionSet& actor, const PermissionSet& granted);
+
 // A role name an organization may define: 2 to 40 of [a-z0-9_], starting
 // with a letter, not a built-in name.
 bool IsValidCustomRoleName(std::string_view name);

@@ -640,6 +640,13 @@ Status Sessions::Reauthenticate(const Principal& user, std::string_view password
 Status Sessions::ChangePassword(const Principal& user, std::string_view current_password,
                                 std::string_view new_password, const RequestOrigin& origin,
                                 Refusal* refusal) {
+  // Guessing the current password here is guessing the account's password:
+  // throttled like sign-in.
+  const std::string key = AccountKey(user.org_slug, user.username);
+  if (const auto wait = throttle_.Check(key, origin.source_address); wait.count() > 0) {
+    refusal->retry_after = RetryAfter(wait);
+    return core::Error::kResourceExhausted;
+  }
   std::string hash;
   auto read = db_.Read([&](storage::Transaction& tx) -> Status {
     auto row = tx.QueryOne("SELECT password_hash FROM users WHERE id = ?", {user.user_id});
@@ -650,6 +657,11 @@ Status Sessions::ChangePassword(const Principal& user, std::string_view current_
   if (!read) return read.error();
   const bool current_ok = current_password.size() <= kMaxPasswordInput && !hash.empty() &&
                           VerifyPassword(hash, current_password);
+  if (current_ok) {
+    throttle_.RecordSuccess(key, origin.source_address);
+  } else {
+    throttle_.RecordFailure(key, origin.source_address);
+  }
   std::string reason;
   if (current_ok) {
     reason = PasswordProblem(user.username, new_password,

@@ -54,8 +54,6 @@ Result<std::optional<UserRecord>> FindUser(storage::Transaction& tx, const std::
   return std::optional<UserRecord>(ToRecord(**row));
 }
 
-bool IsSubset(const PermissionSet& a, const PermissionSet& b) { return (a & ~b).none(); }
-
 audit::Event UserEvent(const Principal& actor, std::string_view action, std::string_view target,
                        const RequestOrigin& origin) {
   audit::Event e;
@@ -117,6 +115,7 @@ Result<CreatedUser> Users::Create(const Principal& actor, std::string_view usern
                                   std::string_view display_name,
                                   const std::vector<std::string>& roles,
                                   const RequestOrigin& origin, std::string* problem) {
+  problem->clear();
   const std::string normalized = NormalizeUsername(username);
   if (!IsValidUsername(normalized)) {
     *problem = "the username must be 1 to 64 characters of a-z, 0-9, '.', '_', '-' and '@'";
@@ -137,7 +136,7 @@ Result<CreatedUser> Users::Create(const Principal& actor, std::string_view usern
     const std::string now = core::FormatRfc3339(clock_());
     auto granted = ResolveRoles(tx, actor.org_id, roles, problem);
     if (!granted) return granted.error() == core::Error::kInvalidArgument ? Ok() : granted.error();
-    if (!IsSubset(*granted, actor.permissions)) {
+    if (!MayGrant(actor.permissions, *granted)) {
       denied = true;
       return audit::Record(tx, [&] {
         audit::Event e = UserEvent(actor, "user.created", "", origin);
@@ -205,6 +204,7 @@ Result<UserRecord> Users::Get(const Principal& viewer, std::string_view user_id)
 Result<UserRecord> Users::Update(const Principal& actor, std::string_view user_id,
                                  const UserChange& change, const RequestOrigin& origin,
                                  std::string* problem) {
+  problem->clear();
   if (change.display_name && !IsValidDisplayName(*change.display_name)) {
     *problem = "display_name must be 1 to 200 bytes of UTF-8 without control characters";
     return core::Error::kInvalidArgument;
@@ -238,7 +238,7 @@ Result<UserRecord> Users::Update(const Principal& actor, std::string_view user_i
     std::string ignored;
     auto held = ResolveRoles(tx, actor.org_id, user.roles, &ignored);
     if (!held && held.error() != core::Error::kInvalidArgument) return held.error();
-    if (!held || !IsSubset(*held, actor.permissions)) return deny("target_beyond_actor");
+    if (!held || !MayGrant(actor.permissions, *held)) return deny("target_beyond_actor");
     if (change.roles) {
       auto granted = ResolveRoles(tx, actor.org_id, *change.roles, problem);
       if (!granted) {
@@ -248,7 +248,7 @@ Result<UserRecord> Users::Update(const Principal& actor, std::string_view user_i
         }
         return granted.error();
       }
-      if (!IsSubset(*granted, actor.permissions)) return deny("roles_beyond_actor");
+      if (!MayGrant(actor.permissions, *granted)) return deny("roles_beyond_actor");
       auto r = tx.Execute("UPDATE users SET roles = ? WHERE id = ?",
                           {RolesJson(*change.roles), user.id});
       if (!r) return r.error();
@@ -316,7 +316,7 @@ Status Users::ResetMfa(const Principal& actor, std::string_view user_id,
     std::string ignored;
     auto held = ResolveRoles(tx, actor.org_id, (*found)->roles, &ignored);
     if (!held && held.error() != core::Error::kInvalidArgument) return held.error();
-    if ((*found)->id == actor.user_id || !held || !IsSubset(*held, actor.permissions)) {
+    if ((*found)->id == actor.user_id || !held || !MayGrant(actor.permissions, *held)) {
       refused = core::Error::kPermissionDenied;
       audit::Event e = UserEvent(actor, "mfa.reset", (*found)->id, origin);
       e.outcome = audit::Outcome::kDenied;
