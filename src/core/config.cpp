@@ -140,9 +140,14 @@ const std::vector<KeyDef>& Defs() {
           "Failed sign-ins from one source address, across all accounts, in an hour. The address "
           "is the TCP peer; X-Forwarded-For is ignored, so it cannot be claimed."),
       Int("auth.free_failures", &C::auth, &C::Auth::free_failures, 0, 1'000,
-          "Failures (per account and per address) before sign-in attempts are delayed."),
+          "An account's failed sign-ins (in the last hour) that cost nothing; each failure "
+          "after them delays the next attempt."),
+      Int("auth.address_free_failures", &C::auth, &C::Auth::address_free_failures, 0, 1'000'000,
+          "The same for one source address, across accounts: higher, because a clinic's staff "
+          "may share an address and one person's typos must not hold up the others."),
       Int("auth.first_delay_ms", &C::auth, &C::Auth::first_delay_ms, 0, 3'600'000,
-          "The delay after the free failures; it doubles with each further failure."),
+          "The delay after the first failure beyond the free ones; it doubles with each further "
+          "failure."),
       Int("auth.max_delay_ms", &C::auth, &C::Auth::max_delay_ms, 0, 3'600'000,
           "The longest delay between failed attempts (the hourly limit still applies)."),
       Int("auth.housekeeping_interval_ms", &C::auth, &C::Auth::housekeeping_interval_ms, 100,

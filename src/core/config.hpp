@@ -69,6 +69,7 @@ struct Config {
     std::int64_t account_failures_per_hour = 100;
     std::int64_t address_failures_per_hour = 1'000;
     std::int64_t free_failures = 5;
+    std::int64_t address_free_failures = 100;
     std::int64_t first_delay_ms = 1'000;
     std::int64_t max_delay_ms = 900'000;
     std::int64_t housekeeping_interval_ms = 60'000;

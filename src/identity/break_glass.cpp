@@ -5,18 +5,10 @@
 #include "audit/audit_log.hpp"
 #include "core/error.hpp"
 #include "core/random.hpp"
-#include "core/utf8.hpp"
+#include "identity/organizations.hpp"
 
 namespace cw::identity {
 namespace {
-
-std::size_t CodePoints(std::string_view s) {
-  std::size_t n = 0;
-  for (const char c : s) {
-    if ((static_cast<unsigned char>(c) & 0xc0) != 0x80) ++n;
-  }
-  return n;
-}
 
 audit::Event GrantEvent(const Principal& user, std::string_view action, std::string_view grant,
                         const RequestOrigin& origin) {
@@ -39,9 +31,12 @@ BreakGlass::BreakGlass(storage::Database& db, keys::KeyStore& keys, core::Clock 
 
 Result<BreakGlassGrant> BreakGlass::Start(const Principal& user, std::string_view reason,
                                           const RequestOrigin& origin, std::string* problem) {
-  if (reason.size() > kMaxReasonBytes || !core::IsValidUtf8(reason) ||
-      CodePoints(reason) < kMinReasonChars) {
-    *problem = "reason must be 10 characters to 2000 bytes of UTF-8, saying why access is needed";
+  std::size_t letters = 0;  // characters other than spaces
+  for (const char c : reason) letters += c != ' ' && (static_cast<unsigned char>(c) & 0xc0) != 0x80;
+  if (!IsPlainText(reason, kMaxReasonBytes) || letters < kMinReasonChars) {
+    *problem =
+        "reason must say why access is needed: 10 or more characters besides spaces, at most "
+        "2000 bytes of UTF-8, no control characters";
     return core::Error::kInvalidArgument;
   }
   BreakGlassGrant grant;

@@ -6,7 +6,7 @@
 
 #include "audit/audit_log.hpp"
 #include "core/error.hpp"
-#include "core/utf8.hpp"
+#include "identity/organizations.hpp"
 
 namespace cw::identity {
 namespace {
@@ -163,8 +163,8 @@ Result<RoleRecord> OrgSettingsStore::PutRole(const Principal& actor, std::string
         "a built-in role's";
     return core::Error::kInvalidArgument;
   }
-  if (description.size() > 500 || !core::IsValidUtf8(description)) {
-    *problem = "description must be at most 500 bytes of UTF-8";
+  if (!description.empty() && !IsPlainText(description, 500)) {
+    *problem = "description must be at most 500 bytes of UTF-8 without control characters";
     return core::Error::kInvalidArgument;
   }
   PermissionSet set;

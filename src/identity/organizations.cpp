@@ -33,13 +33,17 @@ bool IsValidUsername(std::string_view s) {
   return true;
 }
 
-bool IsValidDisplayName(std::string_view s) {
-  if (s.empty() || s.size() > 200 || !core::IsValidUtf8(s)) return false;
+bool IsPlainText(std::string_view s, std::size_t max_bytes) {
+  if (s.empty() || s.size() > max_bytes || !core::IsValidUtf8(s)) return false;
+  bool visible = false;
   for (const char c : s) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
+    visible = visible || c != ' ';
   }
-  return true;
+  return visible;
 }
+
+bool IsValidDisplayName(std::string_view s) { return IsPlainText(s, 200); }
 
 std::string NormalizeUsername(std::string_view username) {
   std::string out(username);

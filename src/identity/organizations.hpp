@@ -45,7 +45,10 @@ Result<std::string> FindOrganizationId(storage::Transaction& tx, std::string_vie
 
 // 1 to 64 characters of a-z, 0-9, '.', '_', '-' and '@' (after NormalizeUsername).
 bool IsValidUsername(std::string_view username);
-// 1 to 200 bytes of UTF-8 without control characters.
+// 1 to `max_bytes` bytes of UTF-8 without control characters, and not only
+// spaces: text shown to people (names, descriptions, reasons).
+bool IsPlainText(std::string_view text, std::size_t max_bytes);
+// Plain text of at most 200 bytes.
 bool IsValidDisplayName(std::string_view name);
 
 // Usernames are compared in lower case; this is the stored form.

@@ -217,6 +217,14 @@ Status Sessions::OpenSession(storage::Transaction& tx, const Account& account, S
   if (scope == SessionScope::kFull) {
     auto seen = tx.Execute("UPDATE users SET last_sign_in_at = ? WHERE id = ?", {now, u.user_id});
     if (!seen) return seen.error();
+    // What the sign-in answer shows, as Authenticate will compute it.
+    u.permissions = BuiltInPermissions(u.roles);
+    auto custom = tx.QueryOne(
+        "SELECT group_concat(permissions, ' ') FROM org_roles "
+        "WHERE org_id = ? AND name IN (SELECT value FROM json_each(?))",
+        {u.org_id, account.roles_json});
+    if (!custom) return custom.error();
+    if (*custom && !(*custom)->IsNull(0)) u.permissions |= ParsePermissionList((*custom)->Text(0));
   }
   audit::Event e = AuthEvent("auth.login", u.org_id, u.user_id, origin);
   e.details = std::string("{\"session\":\"") + u.session_id + "\",\"scope\":\"" +
@@ -529,6 +537,10 @@ Status Sessions::LogoutEverywhere(const Principal& user, const RequestOrigin& or
         "WHERE user_id = ? AND revoked_at IS NULL",
         {now, user.user_id});
     if (!r) return r.error();
+    auto challenges = tx.Execute(
+        "UPDATE mfa_challenges SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
+        {now, user.user_id});
+    if (!challenges) return challenges.error();
     audit::Event e = AuthEvent("auth.logout_everywhere", user.org_id, user.user_id, origin);
     e.details = "{\"sessions\":" + std::to_string(*r) + "}";
     return audit::Record(tx, e, now);
@@ -700,10 +712,14 @@ Status Sessions::ChangePassword(const Principal& user, std::string_view current_
       return audit::Record(tx, e, now);
     }
     // Every session, this one included, ends: the client signs in again.
+    // So does any sign-in half done with the old password.
     auto r = tx.Execute(
         "UPDATE sessions SET revoked_at = ?, revoked_reason = 'password_changed' "
         "WHERE user_id = ? AND revoked_at IS NULL",
         {now, user.user_id});
+    if (!r) return r.error();
+    r = tx.Execute("UPDATE mfa_challenges SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
+                   {now, user.user_id});
     if (!r) return r.error();
     return audit::Record(tx, e, now);
   });

@@ -42,7 +42,7 @@ void DropExpired(std::vector<std::chrono::system_clock::time_point>& times,
 SignInThrottle::SignInThrottle(ThrottleOptions options, Clock clock)
     : options_(options), clock_(std::move(clock)) {
   if (options_.account_failures_per_hour < 1 || options_.address_failures_per_hour < 1 ||
-      options_.free_failures < 0) {
+      options_.free_failures < 0 || options_.address_free_failures < 0) {
     throw std::invalid_argument("throttle: failure limits must be at least 1, free failures 0");
   }
   // A failure is forgotten after an hour, so a longer delay could never be served.
@@ -88,7 +88,7 @@ SignInThrottle::Digest SignInThrottle::AddressDigest(std::string_view address) {
   return TaggedDigest("address\n", address);
 }
 
-milliseconds SignInThrottle::Wait(const Failures& failures, int limit, Time now) const {
+milliseconds SignInThrottle::Wait(const Failures& failures, int limit, int free, Time now) const {
   const std::vector<Time>& times = failures.times;
   if (times.empty()) return milliseconds::zero();
   Time::duration wait = Time::duration::zero();
@@ -97,7 +97,7 @@ milliseconds SignInThrottle::Wait(const Failures& failures, int limit, Time now)
     // even if the system clock is stepped back.
     wait = std::min<Time::duration>(times.front() + kWindow - now, kWindow);
   }
-  const milliseconds delay = Delay(times.size(), static_cast<std::size_t>(options_.free_failures),
+  const milliseconds delay = Delay(times.size(), static_cast<std::size_t>(free),
                                    options_.first_delay, options_.max_delay);
   if (delay > milliseconds::zero()) {
     wait = std::max(wait, std::min<Time::duration>(times.back() + delay - now, delay));
@@ -178,10 +178,11 @@ milliseconds SignInThrottle::Check(std::string_view account_key, std::string_vie
   const Time now = clock_();
   milliseconds wait = milliseconds::zero();
   if (const Failures* f = Current(account, now)) {
-    wait = std::max(wait, Wait(*f, options_.account_failures_per_hour, now));
+    wait = std::max(wait, Wait(*f, options_.account_failures_per_hour, options_.free_failures, now));
   }
   if (const Failures* f = Current(source, now)) {
-    wait = std::max(wait, Wait(*f, options_.address_failures_per_hour, now));
+    wait = std::max(wait, Wait(*f, options_.address_failures_per_hour,
+                               options_.address_free_failures, now));
   }
   return wait;
 }

@@ -41,9 +41,15 @@ struct ThrottleOptions {
   int account_failures_per_hour = 100;
   // Across all accounts, from one source address.
   int address_failures_per_hour = 1000;
-  // Failures before any delay (per account and per address).
+  // An account's failures that cost nothing; each failure after them
+  // delays the next attempt.
   int free_failures = 5;
-  // The wait after free_failures + 1 failures; doubles with each further failure.
+  // The same for a source address, across accounts. Higher: a clinic's
+  // staff may share one address (NAT), and one person's typos must not
+  // hold up everyone else's sign-in.
+  int address_free_failures = 100;
+  // The wait after the first failure beyond the free ones; doubles with
+  // each further failure.
   std::chrono::milliseconds first_delay{1000};
   std::chrono::milliseconds max_delay{std::chrono::minutes(15)};
   // Accounts + addresses remembered at once; at least 2.
@@ -99,7 +105,7 @@ class SignInThrottle {
   static Digest AddressDigest(std::string_view address);
 
   // How long the key with these failures must wait at `now`; zero for none.
-  std::chrono::milliseconds Wait(const Failures& failures, int limit, Time now) const;
+  std::chrono::milliseconds Wait(const Failures& failures, int limit, int free, Time now) const;
 
   // Appends a failure at `now`, dropping the oldest beyond `limit`. Returns
   // true when the count reached `limit` with this failure.

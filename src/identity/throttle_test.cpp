@@ -26,6 +26,15 @@ class ThrottleTest : public ::testing::Test {
   static ThrottleOptions NoDelays() {
     ThrottleOptions options;
     options.free_failures = 1'000'000;
+    options.address_free_failures = 1'000'000;
+    return options;
+  }
+
+  // Addresses delayed as soon as accounts are (the default lets an address
+  // fail far more often, for staff behind one NAT).
+  static ThrottleOptions SameFreeFailures() {
+    ThrottleOptions options;
+    options.address_free_failures = options.free_failures;
     return options;
   }
 
@@ -110,7 +119,7 @@ TEST_F(ThrottleTest, TheWindowSlides) {
 }
 
 TEST_F(ThrottleTest, SuccessClearsTheAccountButNotTheAddress) {
-  SignInThrottle throttle({}, FakeClock());
+  SignInThrottle throttle(SameFreeFailures(), FakeClock());
   for (int i = 0; i < 10; ++i) throttle.RecordFailure(account_, "10.0.0.1");
   EXPECT_EQ(throttle.Check(account_, "10.0.0.2"), 16s);
 
@@ -123,7 +132,7 @@ TEST_F(ThrottleTest, SuccessClearsTheAccountButNotTheAddress) {
 
 TEST_F(ThrottleTest, AnAddressIsLimitedAcrossAccounts) {
   {
-    SignInThrottle throttle({}, FakeClock());
+    SignInThrottle throttle(SameFreeFailures(), FakeClock());
     for (int i = 0; i < 6; ++i) {
       throttle.RecordFailure(AccountKey("lakeside", "u" + std::to_string(i)), "203.0.113.9");
     }
@@ -138,6 +147,24 @@ TEST_F(ThrottleTest, AnAddressIsLimitedAcrossAccounts) {
   }
   EXPECT_EQ(throttle.Check(AccountKey("lakeside", "new"), "203.0.113.9"), 1h);
   EXPECT_EQ(throttle.Check(AccountKey("lakeside", "new"), "203.0.113.10"), 0ms);
+}
+
+TEST_F(ThrottleTest, ColleaguesBehindOneAddressAreNotHeldUpByOnesTypos) {
+  SignInThrottle throttle({}, FakeClock());
+  // One person at the clinic's shared address fails ten times...
+  for (int i = 0; i < 10; ++i) throttle.RecordFailure(account_, "198.51.100.7");
+  EXPECT_GT(throttle.Check(account_, "198.51.100.7"), 0ms);
+  // ...and everyone else there signs in without delay, up to the address's
+  // own free failures.
+  EXPECT_EQ(throttle.Check(AccountKey("lakeside", "mlee"), "198.51.100.7"), 0ms);
+  for (int i = 0; i < 89; ++i) {
+    throttle.RecordFailure(AccountKey("lakeside", "u" + std::to_string(i)), "198.51.100.7");
+  }
+  EXPECT_EQ(throttle.Check(AccountKey("lakeside", "mlee"), "198.51.100.7"), 0ms);
+  throttle.RecordFailure(AccountKey("lakeside", "u89"), "198.51.100.7");
+  EXPECT_EQ(throttle.Check(AccountKey("lakeside", "mlee"), "198.51.100.7"), 0ms);  // 100: free
+  throttle.RecordFailure(AccountKey("lakeside", "u90"), "198.51.100.7");
+  EXPECT_EQ(throttle.Check(AccountKey("lakeside", "mlee"), "198.51.100.7"), 1s);
 }
 
 TEST_F(ThrottleTest, RotatingAddressesDoesNotEscapeTheAccountLimit) {

@@ -75,6 +75,10 @@ Status RevokeAllSessions(storage::Transaction& tx, std::string_view user_id,
       "WHERE user_id = ? AND revoked_at IS NULL",
       {std::string(now), std::string(reason), std::string(user_id)});
   if (!r) return r.error();
+  // A sign-in waiting for its second step ends too.
+  r = tx.Execute("UPDATE mfa_challenges SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
+                 {std::string(now), std::string(user_id)});
+  if (!r) return r.error();
   return Ok();
 }
 

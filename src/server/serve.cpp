@@ -149,6 +149,7 @@ int Serve(const core::Config& config, const ServeOptions& options) {
       .account_failures_per_hour = static_cast<int>(config.auth.account_failures_per_hour),
       .address_failures_per_hour = static_cast<int>(config.auth.address_failures_per_hour),
       .free_failures = static_cast<int>(config.auth.free_failures),
+      .address_free_failures = static_cast<int>(config.auth.address_free_failures),
       .first_delay = std::chrono::milliseconds(config.auth.first_delay_ms),
       .max_delay = std::chrono::milliseconds(config.auth.max_delay_ms)};
   identity::Sessions sessions(*db, keys, session_options);

@@ -151,7 +151,8 @@ TestAccount ActivateAccount(std::uint16_t port, const std::string& org,
                   << confirmed.body;
     return a;
   }
-  for (const auto& c : json::parse(confirmed.body).at("recovery_codes").as_array()) {
+  const json::value codes = json::parse(confirmed.body);
+  for (const auto& c : codes.at("recovery_codes").as_array()) {
     a.recovery_codes.emplace_back(c.as_string());
   }
   return a;
