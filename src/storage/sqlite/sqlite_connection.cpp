@@ -134,8 +134,24 @@ void Statement::Release() {
   stmt_ = nullptr;
 }
 
+namespace {
+
+// Process-wide SQLite settings, applied once before the first connection.
+// Memory statistics off: they take a global mutex on every allocation,
+// which serializes readers on different connections.
+void ConfigureSqliteOnce() {
+  static const bool configured = [] {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return true;
+  }();
+  (void)configured;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path, int flags,
                                                      const std::string& vfs) {
+  ConfigureSqliteOnce();
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX,
                                  vfs.empty() ? nullptr : vfs.c_str());
