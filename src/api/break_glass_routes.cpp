@@ -61,9 +61,9 @@ void AddBreakGlassRoutes(Router& router, identity::BreakGlass& break_glass,
                       });
              });
 
-  // The organization's emergency accesses with their reasons, for those
-  // who review them.
-  router.Add(Method::kGet, "/api/v1/break-glass", Access::Needs(Permission::kAlertsRead),
+  // The organization's emergency accesses with their reasons (which may
+  // name patients), for those who review them.
+  router.Add(Method::kGet, "/api/v1/break-glass", Access::Needs(Permission::kBreakGlassReview),
              [&break_glass, &pool](Request& req, Reply reply) {
                SafeText problem = "";
                auto params = ParseQuery(req.query, {"limit"}, &problem);

@@ -4,6 +4,8 @@
 #include <memory>
 #include <set>
 
+#include "core/log.hpp"
+
 namespace cw::api {
 namespace {
 
@@ -21,7 +23,19 @@ bool Contains(std::initializer_list<std::string_view> names, std::string_view ke
 void OnPool(core::WorkerPool& pool, const Request& req, Reply reply,
             std::function<Response()> work) {
   auto shared_reply = std::make_shared<Reply>(std::move(reply));
-  if (!pool.Submit([shared_reply, work = std::move(work)] { (*shared_reply)(work()); })) {
+  auto guarded = [shared_reply, work = std::move(work), request_id = req.request_id] {
+    Response response;
+    try {
+      response = work();
+    } catch (const std::exception&) {
+      // A bug or an exhausted machine (an Argon2id hash that cannot get its
+      // memory): this request fails, the server goes on.
+      log::Error("http.handler_exception", {{log::Key::kRequestId, SafeText::Trusted(request_id)}});
+      response = ErrorResponse(request_id, ApiError::kInternal, "internal error");
+    }
+    (*shared_reply)(std::move(response));
+  };
+  if (!pool.Submit(std::move(guarded))) {
     (*shared_reply)(ErrorResponse(req.request_id, ApiError::kUnavailable,
                                   "the server is busy; try again shortly"));
   }

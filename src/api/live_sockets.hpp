@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,6 +32,8 @@ class LiveSockets {
   int CloseExpired(std::chrono::system_clock::time_point now);
 
   std::size_t size() const;
+  // The sessions that have live sockets here.
+  std::vector<std::string> SessionIds() const;
 
  private:
   struct Entry {
@@ -38,6 +41,7 @@ class LiveSockets {
     std::weak_ptr<WebSocketPeer> peer;
     std::chrono::system_clock::time_point expires_at;
   };
+  int CloseWhere(const std::function<bool(const Entry&)>& ended);
   mutable std::mutex mu_;
   std::uint64_t next_ = 1;
   std::map<std::uint64_t, Entry> sockets_;

@@ -9,6 +9,8 @@
 #include <mutex>
 #include <thread>
 
+#include "core/log.hpp"
+
 namespace cw::core {
 
 class Periodic {
@@ -24,7 +26,13 @@ class Periodic {
       std::unique_lock lock(mu_);
       while (!wake_.wait_for(lock, interval_, [this] { return stopping_; })) {
         lock.unlock();
-        work_();
+        try {
+          work_();
+        } catch (const std::exception&) {
+          // The next round tries again; a background task must not end
+          // the process.
+          log::Error("periodic.task_exception");
+        }
         lock.lock();
       }
     });

@@ -849,8 +849,9 @@ TEST_F(AccessControlTest, BreakGlassAlertsPrivacyOfficersAndEndsByItself) {
   ASSERT_FALSE(twice);
   EXPECT_EQ(twice.error(), core::Error::kConflict);
 
-  // One alert for each active privacy officer.
-  EXPECT_EQ(Count("SELECT count(*) FROM alerts WHERE target_id = ?", {grant.id}), 2);
+  // One alert for each active holder of alerts.read: the two active privacy
+  // officers and the owner.
+  EXPECT_EQ(Count("SELECT count(*) FROM alerts WHERE target_id = ?", {grant.id}), 3);
   EXPECT_EQ(Count("SELECT count(*) FROM alerts WHERE recipient_id = ?", {gone}), 0);
   const SignedIn pat = SignInAs("north", "pat");
   const std::vector<Alert> alerts = Must(glass.Alerts(pat.user, true, 10), "alerts");
@@ -938,6 +939,95 @@ TEST(PermissionTableTest, BuiltInRolesGrantWhatTheirJobsNeed) {
   EXPECT_EQ(FindBuiltInRole("wizard"), nullptr);
   EXPECT_FALSE(IsValidCustomRoleName("nurse"));
   EXPECT_TRUE(IsValidCustomRoleName("triage"));
+}
+
+// --- Found in review ------------------------------------------------------------
+
+// A right password must not wipe the failed codes before it: otherwise a
+// stolen password allows endless code guessing, five per challenge.
+TEST_F(AccessControlTest, ARightPasswordDoesNotResetFailedSecondFactorCodes) {
+  AddOrg("north", true);
+  const Enrolled nina = Enrol("north", "nina");
+  now_ += 30s;
+  Sessions throttled(*db_, *keys_,
+                     SessionOptions{.throttle = {.account_failures_per_hour = 8,
+                                                 .free_failures = 1'000},
+                                    .clock = Clock()});
+  const std::string wrong = CodeOutsideWindow(nina.secret, Step());
+  int refused_at = -1;
+  for (int round = 0; round < 4 && refused_at < 0; ++round) {
+    Refusal refusal;
+    auto challenge = throttled.Login("north", "nina", kPassword, origin_, &refusal);
+    if (!challenge) {
+      EXPECT_EQ(challenge.error(), core::Error::kResourceExhausted);
+      refused_at = round;
+      break;
+    }
+    ASSERT_TRUE(challenge->mfa_challenge);
+    for (int i = 0; i < kMfaChallengeAttempts; ++i) {
+      (void)throttled.CompleteMfa(challenge->token, wrong, origin_, &refusal);
+    }
+  }
+  // Eight failed codes lock the account however many right passwords came
+  // between them: by the third round at the latest.
+  EXPECT_GE(refused_at, 1);
+  EXPECT_LE(refused_at, 2);
+}
+
+TEST_F(AccessControlTest, RedefiningARoleFollowsTheRulesOfChangingItsHolders) {
+  AddOrg("north", false);
+  // An IT role with administrative permissions, held by its definer-to-be.
+  const SignedIn owner = SignInAs("north", "owner");
+  OrgSettingsStore roles(*db_, Clock());
+  std::string problem;
+  Must(roles.PutRole(owner.user, "it_admin", "IT", {"users.manage", "roles.manage"}, origin_,
+                     &problem),
+       "define it_admin");
+  AddUser("north", "ivan", R"(["it_admin"])");
+  const SignedIn ivan = SignInAs("north", "ivan");
+  // Ivan may not widen his own role, not even with clinical permissions.
+  auto own = roles.PutRole(ivan.user, "it_admin", "IT",
+                           {"users.manage", "roles.manage", "patients.read"}, origin_, &problem);
+  ASSERT_FALSE(own);
+  EXPECT_EQ(own.error(), core::Error::kPermissionDenied);
+  // Nor rewrite a role held by someone with administrative power he lacks.
+  Must(roles.PutRole(owner.user, "compliance", "", {"audit.read", "audit.export"}, origin_,
+                     &problem),
+       "define compliance");
+  AddUser("north", "cora", R"(["compliance"])");
+  auto theirs = roles.PutRole(ivan.user, "compliance", "", {"audit.read"}, origin_, &problem);
+  ASSERT_FALSE(theirs);
+  EXPECT_EQ(theirs.error(), core::Error::kPermissionDenied);
+  EXPECT_EQ(Events("role.defined", "denied"), 2);
+  // The owner may; the change is audited with the permissions before.
+  ASSERT_TRUE(roles.PutRole(owner.user, "compliance", "", {"audit.read"}, origin_, &problem));
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'role.defined' "
+                  "AND details LIKE '%\"before\"%audit.export%'"),
+            1);
+}
+
+TEST_F(AccessControlTest, TheDormantAccountsJobSparesOwners) {
+  AddOrg("north", false);
+  AddUser("north", "olga", R"(["nurse"])");
+  AddUser("north", "otto", R"(["owner"])");
+  now_ += std::chrono::days(200);
+  Users users(*db_, Clock());
+  EXPECT_EQ(Must(users.DeactivateDormant(), "sweep"), 1);  // olga only
+  EXPECT_EQ(Count("SELECT count(*) FROM users WHERE status = 'active' AND org_id = 'org_north'"),
+            2);
+}
+
+TEST_F(AccessControlTest, SessionsThatWentIdleAreAmongTheEndedOnes) {
+  AddOrg("north", false);
+  AddUser("north", "nils", R"(["nurse"])");
+  const SignedIn a = SignInAs("north", "nils");
+  const SignedIn b = SignInAs("north", "nils");
+  now_ += 10min;
+  ASSERT_TRUE(Use(b.token));  // b is used, a is not
+  now_ += 6min;
+  auto ended = Must(sessions_->EndedAmong({a.user.session_id, b.user.session_id, "ses_none"}),
+                    "ended");
+  EXPECT_EQ(ended, (std::vector<std::string>{a.user.session_id, "ses_none"}));
 }
 
 }  // namespace

@@ -5,23 +5,16 @@
 #include "audit/audit_log.hpp"
 #include "core/error.hpp"
 #include "core/random.hpp"
+#include "identity/events.hpp"
 #include "identity/organizations.hpp"
+#include "identity/users.hpp"
 
 namespace cw::identity {
 namespace {
 
 audit::Event GrantEvent(const Principal& user, std::string_view action, std::string_view grant,
                         const RequestOrigin& origin) {
-  audit::Event e;
-  e.org_id = user.org_id;
-  e.actor_type = audit::ActorType::kUser;
-  e.actor_id = user.user_id;
-  e.action = std::string(action);
-  e.target_type = "break_glass";
-  e.target_id = std::string(grant);
-  e.request_id = origin.request_id;
-  e.source_address = origin.source_address;
-  return e;
+  return ActorEvent(user, action, "break_glass", grant, origin);
 }
 
 }  // namespace
@@ -69,23 +62,28 @@ Result<BreakGlassGrant> BreakGlass::Start(const Principal& user, std::string_vie
         {grant.id, user.org_id, user.user_id, storage::Blob(sealed->begin(), sealed->end()), now,
          grant.expires_at});
     if (!r) return r.error();
-    // Every privacy officer of the organization is alerted.
-    auto officers = tx.QueryAll(
-        "SELECT u.id FROM users u, json_each(u.roles) j "
-        "WHERE u.org_id = ? AND u.status = 'active' AND j.value = 'privacy_officer'",
-        {user.org_id});
-    if (!officers) return officers.error();
-    for (const storage::Row& officer : *officers) {
+    // Everyone who receives security alerts (alerts.read: privacy officers,
+    // and by default owners and admins) is alerted, whatever role grants it.
+    auto staff = tx.QueryAll(
+        "SELECT id, roles FROM users WHERE org_id = ? AND status = 'active' AND id != ?",
+        {user.org_id, user.user_id});
+    if (!staff) return staff.error();
+    std::size_t alerted = 0;
+    for (const storage::Row& member : *staff) {
+      std::string ignored;
+      auto held = ResolveRoles(tx, user.org_id, ParseRolesJson(member.Text(1)), &ignored);
+      if (!held || !Has(*held, Permission::kAlertsRead)) continue;
       r = tx.Execute(
           "INSERT INTO alerts (id, org_id, recipient_id, kind, user_id, target_type, target_id, "
           "created_at) VALUES (?, ?, ?, 'break_glass.started', ?, 'break_glass', ?, ?)",
-          {"alr_" + core::RandomHex(12), user.org_id, officer.Text(0), user.user_id, grant.id,
+          {"alr_" + core::RandomHex(12), user.org_id, member.Text(0), user.user_id, grant.id,
            now});
       if (!r) return r.error();
+      ++alerted;
     }
     audit::Event e = GrantEvent(user, "break_glass.started", grant.id, origin);
     e.details = "{\"expires_at\":\"" + grant.expires_at +
-                "\",\"privacy_officers_alerted\":" + std::to_string(officers->size()) + "}";
+                "\",\"reviewers_alerted\":" + std::to_string(alerted) + "}";
     return audit::Record(tx, e, now);
   });
   if (!written) return written.error();

@@ -4,9 +4,11 @@
 // permission opens access outside their normal scope for their
 // organization's break_glass_minutes, stating why. The reason is sealed (it
 // may name a patient). Opening it is audited as such and raises an alert for
-// every privacy officer of the organization; it ends by itself, and the end
-// is audited too. While open, the user's principal carries the grant, and
-// every access made under it can be told apart in the audit trail.
+// everyone in the organization who receives security alerts (alerts.read:
+// every privacy officer, and owners and admins); it ends by itself, and the
+// end is audited too. While open, the user's principal carries the grant;
+// the routes that reach beyond a user's normal scope consult it and name it
+// in their audit events. Reasons are shown only to break_glass.review.
 
 #include <string>
 #include <string_view>

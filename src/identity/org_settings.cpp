@@ -6,24 +6,12 @@
 
 #include "audit/audit_log.hpp"
 #include "core/error.hpp"
+#include "identity/events.hpp"
 #include "identity/organizations.hpp"
+#include "identity/users.hpp"
 
 namespace cw::identity {
 namespace {
-
-audit::Event OrgEvent(const Principal& actor, std::string_view action, std::string_view type,
-                      std::string_view target, const RequestOrigin& origin) {
-  audit::Event e;
-  e.org_id = actor.org_id;
-  e.actor_type = audit::ActorType::kUser;
-  e.actor_id = actor.user_id;
-  e.action = std::string(action);
-  e.target_type = std::string(type);
-  e.target_id = std::string(target);
-  e.request_id = origin.request_id;
-  e.source_address = origin.source_address;
-  return e;
-}
 
 Result<std::optional<OrgRecord>> ReadOrg(storage::Transaction& tx, const std::string& org_id) {
   auto row = tx.QueryOne(
@@ -126,7 +114,7 @@ Result<OrgRecord> OrgSettingsStore::Update(const Principal& actor, const OrgSett
     out->settings = s;
     if (changed.empty()) return Ok();
     audit::Event e =
-        OrgEvent(actor, "org.settings_changed", "organization", actor.org_id, origin);
+        ActorEvent(actor, "org.settings_changed", "organization", actor.org_id, origin);
     e.details = boost::json::serialize(changed);
     return audit::Record(tx, e, now);
   });
@@ -183,12 +171,37 @@ Result<RoleRecord> OrgSettingsStore::PutRole(const Principal& actor, std::string
   bool denied = false;
   auto written = db_.Write([&](storage::Transaction& tx) -> Status {
     const std::string now = core::FormatRfc3339(clock_());
-    audit::Event e = OrgEvent(actor, "role.defined", "role", name, origin);
-    if (!MayGrant(actor.permissions, set)) {
+    audit::Event e = ActorEvent(actor, "role.defined", "role", name, origin);
+    auto deny = [&](std::string_view reason) {
       denied = true;
       e.outcome = audit::Outcome::kDenied;
-      e.details = R"({"reason":"permissions_beyond_actor"})";
+      e.details = "{\"reason\":\"" + std::string(reason) + "\"}";
       return audit::Record(tx, e, now);
+    };
+    if (!MayGrant(actor.permissions, set)) return deny("permissions_beyond_actor");
+    // Redefining a role changes what its holders may do: the same rules as
+    // changing their roles. Not one's own role, not a role granting (before
+    // or after) administrative power the actor lacks, and not a role held by
+    // someone with administrative power the actor lacks.
+    PermissionSet before;
+    auto existing = tx.QueryOne("SELECT permissions FROM org_roles WHERE org_id = ? AND name = ?",
+                                {actor.org_id, std::string(name)});
+    if (!existing) return existing.error();
+    if (*existing) {
+      before = ParsePermissionList((*existing)->Text(0));
+      if (actor.HasRole(name)) return deny("own_role");
+      if (!MayGrant(actor.permissions, before)) return deny("permissions_beyond_actor");
+      auto holders = tx.QueryAll(
+          "SELECT u.roles FROM users u, json_each(u.roles) j "
+          "WHERE u.org_id = ? AND j.value = ?",
+          {actor.org_id, std::string(name)});
+      if (!holders) return holders.error();
+      for (const storage::Row& h : *holders) {
+        std::string ignored;
+        auto held = ResolveRoles(tx, actor.org_id, ParseRolesJson(h.Text(0)), &ignored);
+        if (!held && held.error() != core::Error::kInvalidArgument) return held.error();
+        if (!held || !MayGrant(actor.permissions, *held)) return deny("holder_beyond_actor");
+      }
     }
     auto r = tx.Execute(
         "INSERT INTO org_roles (org_id, name, description, permissions, created_at, updated_at) "
@@ -199,6 +212,7 @@ Result<RoleRecord> OrgSettingsStore::PutRole(const Principal& actor, std::string
          now, now});
     if (!r) return r.error();
     boost::json::object details{{"permissions", boost::json::value_from(PermissionNames(set))}};
+    if (*existing) details["before"] = boost::json::value_from(PermissionNames(before));
     e.details = boost::json::serialize(details);
     return audit::Record(tx, e, now);
   });
@@ -229,14 +243,14 @@ Status OrgSettingsStore::DeleteRole(const Principal& actor, std::string_view nam
     }
     if (!MayGrant(actor.permissions, ParsePermissionList((*role)->Text(0)))) {
       refused = core::Error::kPermissionDenied;
-      audit::Event e = OrgEvent(actor, "role.deleted", "role", name, origin);
+      audit::Event e = ActorEvent(actor, "role.deleted", "role", name, origin);
       e.outcome = audit::Outcome::kDenied;
       return audit::Record(tx, e, now);
     }
     auto r = tx.Execute("DELETE FROM org_roles WHERE org_id = ? AND name = ?",
                         {actor.org_id, std::string(name)});
     if (!r) return r.error();
-    return audit::Record(tx, OrgEvent(actor, "role.deleted", "role", name, origin), now);
+    return audit::Record(tx, ActorEvent(actor, "role.deleted", "role", name, origin), now);
   });
   if (!written) return written;
   if (refused != core::Error::kOk) return refused;

@@ -24,6 +24,7 @@ constexpr std::array<std::pair<P, std::string_view>, kPermissionCount> kNames = 
     {P::kTemplatesApprove, "templates.approve"},
     {P::kKeysRotate, "keys.rotate"},
     {P::kBreakGlass, "break_glass"},
+    {P::kBreakGlassReview, "break_glass.review"},
 }};
 
 constexpr bool NamesFollowTheEnum() {
@@ -51,9 +52,9 @@ const std::vector<BuiltInRole>& Table() {
        Set({P::kMessagesSend, P::kMessagesRead, P::kUsersRead, P::kUsersManage, P::kRolesManage,
             P::kOrgManage, P::kSessionsManage, P::kAuditRead, P::kAlertsRead, P::kDevicesWipe,
             P::kTemplatesApprove, P::kKeysRotate})},
-      {"privacy_officer", "reviews access: the audit log, its export, alerts and sessions",
+      {"privacy_officer", "reviews access: the audit log, its export, alerts, emergency access",
        Set({P::kMessagesSend, P::kMessagesRead, P::kUsersRead, P::kSessionsManage, P::kAuditRead,
-            P::kAuditExport, P::kAlertsRead})},
+            P::kAuditExport, P::kAlertsRead, P::kBreakGlassReview})},
       {"physician", "clinical staff with emergency access",
        Set({P::kMessagesSend, P::kMessagesRead, P::kPatientsRead, P::kPatientsWrite,
             P::kUsersRead, P::kTemplatesApprove, P::kBreakGlass})},
@@ -139,7 +140,8 @@ std::string FormatPermissionList(const PermissionSet& set) {
 
 PermissionSet AdministrativePermissions() {
   return Set({P::kUsersManage, P::kRolesManage, P::kOrgManage, P::kSessionsManage, P::kAuditRead,
-              P::kAuditExport, P::kAlertsRead, P::kDevicesWipe, P::kKeysRotate});
+              P::kAuditExport, P::kAlertsRead, P::kDevicesWipe, P::kKeysRotate,
+              P::kBreakGlassReview});
 }
 
 bool MayGrant(const PermissionSet& actor, const PermissionSet& granted) {

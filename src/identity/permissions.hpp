@@ -36,8 +36,9 @@ enum class Permission : unsigned {
   kTemplatesApprove,  // approve patient message templates
   kKeysRotate,        // rotate the organization's data key
   kBreakGlass,        // emergency access outside one's normal scope
+  kBreakGlassReview,  // review emergency accesses with their reasons
 };
-inline constexpr std::size_t kPermissionCount = 16;
+inline constexpr std::size_t kPermissionCount = 17;
 
 using PermissionSet = std::bitset<kPermissionCount>;
 

@@ -3,7 +3,9 @@
 #include <sodium.h>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include <set>
 
 #include "audit/audit_log.hpp"
 #include "audit/timestamp.hpp"
@@ -14,6 +16,7 @@
 #include "identity/password.hpp"
 #include "identity/password_strength.hpp"
 #include "identity/totp.hpp"
+#include "identity/users.hpp"
 
 namespace cw::identity {
 namespace {
@@ -45,17 +48,6 @@ bool LooksLikeToken(std::string_view token, std::string_view prefix) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   }
   return true;
-}
-
-std::vector<std::string> ParseRoles(const std::string& json) {
-  std::vector<std::string> roles;
-  boost::system::error_code ec;
-  const boost::json::value v = boost::json::parse(json, ec);
-  if (ec || !v.is_array()) return roles;
-  for (const auto& r : v.as_array()) {
-    if (r.is_string()) roles.emplace_back(r.as_string());
-  }
-  return roles;
 }
 
 std::size_t CodePoints(std::string_view s) {
@@ -202,7 +194,7 @@ Status Sessions::OpenSession(storage::Transaction& tx, const Account& account, S
   u.org_slug = account.org_slug;
   u.username = account.username;
   u.display_name = account.display_name;
-  u.roles = ParseRoles(account.roles_json);
+  u.roles = ParseRolesJson(account.roles_json);
   u.scope = scope;
   u.mfa_enabled = account.mfa_enabled;
   u.reauthenticated_at = now_point;
@@ -261,10 +253,12 @@ Result<SignIn> Sessions::Login(std::string_view org_slug, std::string_view usern
                            VerifyPassword(account ? account->password_hash : dummy_hash_, password);
   const bool ok = account && account->active && password_ok;
   bool locked_out = false;
-  if (ok) {
-    throttle_.RecordSuccess(key, origin.source_address);
-  } else {
+  if (!ok) {
     locked_out = throttle_.RecordFailure(key, origin.source_address);
+  } else if (!account->mfa_enabled) {
+    // With a second factor the sign-in succeeds only at the code: a right
+    // password must not wipe the failed codes that came before it.
+    throttle_.RecordSuccess(key, origin.source_address);
   }
   // Hashes made with older, weaker parameters are replaced while the
   // password is at hand.
@@ -474,7 +468,7 @@ Result<Principal> Sessions::Authenticate(std::string_view token) {
     p.org_slug = r.Text(3);
     p.username = r.Text(4);
     p.display_name = r.Text(5);
-    p.roles = ParseRoles(r.Text(6));
+    p.roles = ParseRolesJson(r.Text(6));
     p.scope = ScopeFromName(r.Text(7));
     p.expires_at = r.Text(8);
     last_used = r.Text(9);
@@ -598,24 +592,35 @@ Status Sessions::RevokeSession(const Principal& actor, std::string_view session_
   return Ok();
 }
 
-Status Sessions::Reauthenticate(const Principal& user, std::string_view password,
-                                std::string_view code, const RequestOrigin& origin,
-                                Refusal* refusal) {
+Result<Sessions::PasswordCheck> Sessions::CheckPassword(const Principal& user,
+                                                        std::string_view password,
+                                                        const RequestOrigin& origin,
+                                                        Refusal* refusal) {
   const std::string key = AccountKey(user.org_slug, user.username);
   if (const auto wait = throttle_.Check(key, origin.source_address); wait.count() > 0) {
     refusal->retry_after = RetryAfter(wait);
     return core::Error::kResourceExhausted;
   }
-  std::string hash;
+  PasswordCheck out;
   auto read = db_.Read([&](storage::Transaction& tx) -> Status {
     auto row = tx.QueryOne("SELECT password_hash FROM users WHERE id = ?", {user.user_id});
     if (!row) return row.error();
-    if (*row) hash = (*row)->Text(0);
+    if (*row) out.hash = (*row)->Text(0);
     return Ok();
   });
-  if (!read) return read;
-  const bool password_ok = password.size() <= kMaxPasswordInput && !hash.empty() &&
-                           VerifyPassword(hash, password);
+  if (!read) return read.error();
+  out.ok = password.size() <= kMaxPasswordInput && !out.hash.empty() &&
+           VerifyPassword(out.hash, password);
+  return out;
+}
+
+Status Sessions::Reauthenticate(const Principal& user, std::string_view password,
+                                std::string_view code, const RequestOrigin& origin,
+                                Refusal* refusal) {
+  const std::string key = AccountKey(user.org_slug, user.username);
+  auto checked = CheckPassword(user, password, origin, refusal);
+  if (!checked) return checked.error();
+  const bool password_ok = checked->ok;
   bool accepted = false;
   auto written = db_.Write([&](storage::Transaction& tx) -> Status {
     const std::string now = core::FormatRfc3339(Now());
@@ -655,20 +660,10 @@ Status Sessions::ChangePassword(const Principal& user, std::string_view current_
   // Guessing the current password here is guessing the account's password:
   // throttled like sign-in.
   const std::string key = AccountKey(user.org_slug, user.username);
-  if (const auto wait = throttle_.Check(key, origin.source_address); wait.count() > 0) {
-    refusal->retry_after = RetryAfter(wait);
-    return core::Error::kResourceExhausted;
-  }
-  std::string hash;
-  auto read = db_.Read([&](storage::Transaction& tx) -> Status {
-    auto row = tx.QueryOne("SELECT password_hash FROM users WHERE id = ?", {user.user_id});
-    if (!row) return row.error();
-    if (*row) hash = (*row)->Text(0);
-    return Ok();
-  });
-  if (!read) return read.error();
-  const bool current_ok = current_password.size() <= kMaxPasswordInput && !hash.empty() &&
-                          VerifyPassword(hash, current_password);
+  auto checked = CheckPassword(user, current_password, origin, refusal);
+  if (!checked) return checked.error();
+  const bool current_ok = checked->ok;
+  const std::string& hash = checked->hash;
   if (current_ok) {
     throttle_.RecordSuccess(key, origin.source_address);
   } else {
@@ -707,8 +702,9 @@ Status Sessions::ChangePassword(const Principal& user, std::string_view current_
     }
     if (!still_current || !reason.empty()) {
       e.outcome = audit::Outcome::kFailure;
-      e.details =
-          still_current ? R"({"reason":"policy"})" : R"({"reason":"wrong_current_password"})";
+      e.details = !current_ok      ? R"({"reason":"wrong_current_password"})"
+                  : still_current ? R"({"reason":"policy"})"
+                                  : R"({"reason":"session_ended_or_password_changed"})";
       return audit::Record(tx, e, now);
     }
     // Every session, this one included, ends: the client signs in again.
@@ -735,21 +731,9 @@ Status Sessions::ChangePassword(const Principal& user, std::string_view current_
 Result<TotpEnrollment> Sessions::BeginTotp(const Principal& user, std::string_view password,
                                            const RequestOrigin& origin, Refusal* refusal) {
   const std::string key = AccountKey(user.org_slug, user.username);
-  if (const auto wait = throttle_.Check(key, origin.source_address); wait.count() > 0) {
-    refusal->retry_after = RetryAfter(wait);
-    return core::Error::kResourceExhausted;
-  }
-  std::string hash;
-  auto read = db_.Read([&](storage::Transaction& tx) -> Status {
-    auto row = tx.QueryOne("SELECT password_hash FROM users WHERE id = ?", {user.user_id});
-    if (!row) return row.error();
-    if (*row) hash = (*row)->Text(0);
-    return Ok();
-  });
-  if (!read) return read.error();
-  const bool password_ok = password.size() <= kMaxPasswordInput && !hash.empty() &&
-                           VerifyPassword(hash, password);
-  if (!password_ok) {
+  auto checked = CheckPassword(user, password, origin, refusal);
+  if (!checked) return checked.error();
+  if (!checked->ok) {
     throttle_.RecordFailure(key, origin.source_address);
     auto w = db_.Write([&](storage::Transaction& tx) -> Status {
       audit::Event e = FailureEvent("mfa.enrollment_started", user.org_id, user.user_id, origin);
@@ -850,7 +834,15 @@ Result<std::vector<std::string>> Sessions::ConfirmTotp(const Principal& user,
         "WHERE id = ? AND scope = 'mfa_enrollment'",
         {now, user.session_id});
     if (!r) return r.error();
-    if (*r == 1) {
+    const bool upgraded = *r == 1;
+    // Other enrolment-only sessions (opened with the password alone) end:
+    // from now on the account needs the factor.
+    r = tx.Execute(
+        "UPDATE sessions SET revoked_at = ?, revoked_reason = 'mfa_enabled' "
+        "WHERE user_id = ? AND id != ? AND scope = 'mfa_enrollment' AND revoked_at IS NULL",
+        {now, user.user_id, user.session_id});
+    if (!r) return r.error();
+    if (upgraded) {
       auto seen =
           tx.Execute("UPDATE users SET last_sign_in_at = ? WHERE id = ?", {now, user.user_id});
       if (!seen) return seen.error();
@@ -878,6 +870,37 @@ Result<std::vector<std::string>> Sessions::RevokedSince(std::string_view since) 
                     });
   });
   if (!read) return read.error();
+  return out;
+}
+
+Result<std::vector<std::string>> Sessions::EndedAmong(
+    const std::vector<std::string>& session_ids) {
+  std::vector<std::string> out;
+  if (session_ids.empty()) return out;
+  boost::json::array ids;
+  for (const auto& id : session_ids) ids.emplace_back(id);
+  const TimePoint now_point = Now();
+  std::set<std::string> alive;
+  auto read = db_.Read([&](storage::Transaction& tx) -> Status {
+    return tx.Query(
+        "SELECT s.id, s.last_used_at, s.created_at, o.idle_timeout_minutes, "
+        "o.absolute_timeout_hours FROM sessions s JOIN users u ON u.id = s.user_id "
+        "JOIN organizations o ON o.id = s.org_id "
+        "WHERE s.id IN (SELECT value FROM json_each(?)) AND s.revoked_at IS NULL "
+        "AND s.expires_at > ? AND u.status = 'active' AND o.status = 'active'",
+        {boost::json::serialize(ids), core::FormatRfc3339(now_point)},
+        [&](const storage::Row& r) -> Status {
+          if (ParseTime(r.Text(1)) + std::chrono::minutes(r.Int(3)) > now_point &&
+              ParseTime(r.Text(2)) + std::chrono::hours(r.Int(4)) > now_point) {
+            alive.insert(r.Text(0));
+          }
+          return Ok();
+        });
+  });
+  if (!read) return read.error();
+  for (const auto& id : session_ids) {
+    if (!alive.count(id)) out.push_back(id);
+  }
   return out;
 }
 

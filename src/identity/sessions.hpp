@@ -143,6 +143,11 @@ class Sessions {
 
   // Session ids revoked at or after `since` (for closing live sockets).
   Result<std::vector<std::string>> RevokedSince(std::string_view since);
+  // Those of `session_ids` that no longer authenticate: revoked, idle or
+  // past their lifetime under their organization's current settings, or of
+  // a deactivated user or organization (for closing live sockets, which do
+  // not count as use).
+  Result<std::vector<std::string>> EndedAmong(const std::vector<std::string>& session_ids);
 
   core::Clock& clock() { return options_.clock; }
 
@@ -152,6 +157,15 @@ class Sessions {
   // The shared end of a successful sign-in: a session row and its event.
   Status OpenSession(storage::Transaction& tx, const Account& account, SessionScope scope,
                      const RequestOrigin& origin, std::string_view via, SignIn* out);
+  // For a signed-in user acting on their own account: the throttle, then
+  // the password against the stored hash (Argon2id). kResourceExhausted
+  // (with refusal->retry_after) when throttled. Records nothing.
+  struct PasswordCheck {
+    bool ok = false;
+    std::string hash;  // the hash checked against
+  };
+  Result<PasswordCheck> CheckPassword(const Principal& user, std::string_view password,
+                                      const RequestOrigin& origin, Refusal* refusal);
   // Checks a TOTP or recovery code for the user inside a write; true when
   // accepted (and consumed).
   Result<bool> ConsumeCode(storage::Transaction& tx, const std::string& org_id,

@@ -9,6 +9,7 @@
 #include "audit/audit_log.hpp"
 #include "core/error.hpp"
 #include "core/random.hpp"
+#include "identity/events.hpp"
 #include "identity/organizations.hpp"
 #include "identity/password.hpp"
 
@@ -17,23 +18,6 @@ namespace {
 
 constexpr std::size_t kMaxRoles = 10;
 
-std::vector<std::string> ParseRoles(const std::string& json) {
-  std::vector<std::string> roles;
-  boost::system::error_code ec;
-  const boost::json::value v = boost::json::parse(json, ec);
-  if (ec || !v.is_array()) return roles;
-  for (const auto& r : v.as_array()) {
-    if (r.is_string()) roles.emplace_back(r.as_string());
-  }
-  return roles;
-}
-
-std::string RolesJson(const std::vector<std::string>& roles) {
-  boost::json::array a;
-  for (const auto& r : roles) a.emplace_back(r);
-  return boost::json::serialize(a);
-}
-
 constexpr std::string_view kUserColumns =
     "SELECT u.id, u.username, u.display_name, u.roles, u.status, "
     "EXISTS (SELECT 1 FROM mfa_factors f WHERE f.user_id = u.id AND f.status = 'active'), "
@@ -41,7 +25,7 @@ constexpr std::string_view kUserColumns =
     "coalesce(u.deactivated_at, ''), coalesce(u.deactivation_reason, '') FROM users u ";
 
 UserRecord ToRecord(const storage::Row& r) {
-  return {r.Text(0), r.Text(1),     r.Text(2),     ParseRoles(r.Text(3)), r.Text(4),  r.Int(5) != 0,
+  return {r.Text(0), r.Text(1),     r.Text(2),     ParseRolesJson(r.Text(3)), r.Text(4),  r.Int(5) != 0,
           r.Int(6) != 0, r.Text(7), r.Text(8), r.Text(9), r.Text(10)};
 }
 
@@ -56,16 +40,7 @@ Result<std::optional<UserRecord>> FindUser(storage::Transaction& tx, const std::
 
 audit::Event UserEvent(const Principal& actor, std::string_view action, std::string_view target,
                        const RequestOrigin& origin) {
-  audit::Event e;
-  e.org_id = actor.org_id;
-  e.actor_type = audit::ActorType::kUser;
-  e.actor_id = actor.user_id;
-  e.action = std::string(action);
-  e.target_type = "user";
-  e.target_id = std::string(target);
-  e.request_id = origin.request_id;
-  e.source_address = origin.source_address;
-  return e;
+  return ActorEvent(actor, action, "user", target, origin);
 }
 
 Status RevokeAllSessions(storage::Transaction& tx, std::string_view user_id,
@@ -83,6 +58,23 @@ Status RevokeAllSessions(storage::Transaction& tx, std::string_view user_id,
 }
 
 }  // namespace
+
+std::vector<std::string> ParseRolesJson(std::string_view json) {
+  std::vector<std::string> roles;
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(json, ec);
+  if (ec || !v.is_array()) return roles;
+  for (const auto& r : v.as_array()) {
+    if (r.is_string()) roles.emplace_back(r.as_string());
+  }
+  return roles;
+}
+
+std::string RolesJson(const std::vector<std::string>& roles) {
+  boost::json::array a;
+  for (const auto& r : roles) a.emplace_back(r);
+  return boost::json::serialize(a);
+}
 
 Result<PermissionSet> ResolveRoles(storage::Transaction& tx, const std::string& org_id,
                                    const std::vector<std::string>& roles, std::string* problem) {
@@ -355,6 +347,8 @@ Result<int> Users::DeactivateDormant() {
       auto q = tx.Query(
           "SELECT id FROM users WHERE org_id = ? AND status = 'active' "
           "AND max(created_at, coalesce(last_sign_in_at, ''), coalesce(reactivated_at, '')) < ? "
+          // Never an owner: the organization must keep a way in.
+          "AND NOT EXISTS (SELECT 1 FROM json_each(users.roles) WHERE value = 'owner') "
           "LIMIT 1000",
           {org.Text(0), cutoff}, [&](const storage::Row& r) -> Status {
             dormant.emplace_back(r.Text(0), org.Text(0));

@@ -77,13 +77,19 @@ class Users {
   Status ResetMfa(const Principal& actor, std::string_view user_id, const RequestOrigin& origin);
 
   // Deactivates every active user with no sign-in (or, never signed in, no
-  // creation) for their organization's dormant_after_days. Returns how many.
+  // creation or reactivation) for their organization's dormant_after_days.
+  // Owners are never deactivated this way, so an organization cannot lose
+  // its last way in. Returns how many.
   Result<int> DeactivateDormant();
 
  private:
   storage::Database& db_;
   core::Clock clock_;
 };
+
+// users.roles is stored as a JSON array of role names.
+std::vector<std::string> ParseRolesJson(std::string_view json);
+std::string RolesJson(const std::vector<std::string>& roles);
 
 // Checks role names against the built-in roles and the organization's own,
 // and returns the permissions they grant. kInvalidArgument (with `problem`)

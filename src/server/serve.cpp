@@ -181,9 +181,12 @@ int Serve(const core::Config& config, const ServeOptions& options) {
   // Live sockets of ended sessions: revoked ones (from any process) and
   // expired ones. The look-back overlaps the previous poll by a few seconds,
   // for revocations committed late in their batch; closing twice is harmless.
+  // Every tenth round, every live socket's session is checked in full
+  // (idle, lifetime and status under the organization's current settings),
+  // so a socket does not outlive its session's automatic logoff.
   core::Periodic revocations(
       std::chrono::milliseconds(config.auth.revocation_poll_ms),
-      [&sessions, &live_sockets, since = std::chrono::system_clock::now()]() mutable {
+      [&sessions, &live_sockets, since = std::chrono::system_clock::now(), round = 0]() mutable {
         const auto now = std::chrono::system_clock::now();
         if (live_sockets.size() == 0) {
           since = now;
@@ -195,6 +198,11 @@ int Serve(const core::Config& config, const ServeOptions& options) {
           live_sockets.CloseSessions(*revoked);
         }
         live_sockets.CloseExpired(now);
+        if (++round % 10 == 0) {
+          if (auto ended = sessions.EndedAmong(live_sockets.SessionIds())) {
+            live_sockets.CloseSessions(*ended);
+          }
+        }
       });
 
   transport::HttpServer http(config, tls, router, metrics);

@@ -48,6 +48,7 @@
 
 #include "support/accounts.hpp"
 #include "support/https_client.hpp"
+#include "support/sql.hpp"
 #include "support/server_process.hpp"
 
 namespace cw::testing {
@@ -72,7 +73,7 @@ const json::array kAllPermissions = {
     "messages.send",   "messages.read",     "patients.read", "patients.write",
     "users.read",      "users.manage",      "roles.manage",  "org.manage",
     "sessions.manage", "audit.read",        "audit.export",  "alerts.read",
-    "devices.wipe",    "templates.approve", "keys.rotate",   "break_glass"};
+    "devices.wipe",    "templates.approve", "keys.rotate",   "break_glass", "break_glass.review"};
 
 std::string Describe(const ProcessResult& r) {
   return "exit " + std::to_string(r.exit_code) + " signal " + std::to_string(r.signal) +
@@ -163,50 +164,6 @@ std::string ReadFile(const fs::path& path) {
   s << in.rdbuf();
   return s.str();
 }
-
-// ---- SQLite, read-only unless said otherwise --------------------------------
-
-class Sql {
- public:
-  Sql(const fs::path& file, bool writable) {
-    const int flags = writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
-    if (sqlite3_open_v2(file.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
-      const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
-      sqlite3_close(db_);
-      throw std::runtime_error("cannot open " + file.string() + ": " + msg);
-    }
-    sqlite3_busy_timeout(db_, 10'000);
-  }
-  ~Sql() { sqlite3_close(db_); }
-  Sql(const Sql&) = delete;
-  Sql& operator=(const Sql&) = delete;
-
-  // The first column of each row, as text.
-  std::vector<std::string> Column(const std::string& sql,
-                                  const std::vector<std::string>& params = {}) {
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
-      throw std::runtime_error(sql + ": " + sqlite3_errmsg(db_));
-    }
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      sqlite3_bind_text(st, static_cast<int>(i + 1), params[i].data(),
-                        static_cast<int>(params[i].size()), SQLITE_TRANSIENT);
-    }
-    std::vector<std::string> out;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      const auto* text = sqlite3_column_text(st, 0);
-      out.emplace_back(text ? reinterpret_cast<const char*>(text) : "",
-                       static_cast<std::size_t>(sqlite3_column_bytes(st, 0)));
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) throw std::runtime_error(sql + ": " + sqlite3_errmsg(db_));
-    return out;
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
 
 // ---- the deployment under test ----------------------------------------------
 

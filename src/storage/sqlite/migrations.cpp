@@ -173,6 +173,10 @@ constexpr Migration kMigrations[] = {
       ALTER TABLE users ADD COLUMN reactivated_at TEXT;
       ALTER TABLE users ADD COLUMN deactivation_reason TEXT
         CHECK (deactivation_reason IS NULL OR deactivation_reason IN ('admin', 'dormant'));
+      -- The last sign-in of users who already had sessions, so the dormant
+      -- accounts job does not take everyone created long ago for dormant.
+      UPDATE users SET last_sign_in_at =
+        (SELECT max(s.created_at) FROM sessions s WHERE s.user_id = users.id);
 
       -- Sessions gain a third scope (MFA enrolment only), the time of the
       -- last password check (for sensitive actions), why they ended, and
