@@ -5,14 +5,19 @@
 // read on the worker pool, off both the I/O threads and the writer.
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <charconv>
 #include <memory>
+#include <ostream>
+#include <streambuf>
 
 #include "api/errors.hpp"
+#include "api/handler_support.hpp"
 #include "api/query.hpp"
 #include "api/routes.hpp"
 #include "audit/audit_log.hpp"
+#include "audit/export.hpp"
 #include "audit/timestamp.hpp"
 #include "core/error.hpp"
 #include "core/time.hpp"
@@ -30,11 +35,6 @@ std::optional<std::int64_t> ParsePositive(const std::string& text, std::int64_t 
     return std::nullopt;
   }
   return v;
-}
-
-boost::json::value OrNull(const std::string& s) {
-  if (s.empty()) return nullptr;
-  return boost::json::value(s);
 }
 
 boost::json::object EventJson(const audit::StoredEvent& e) {
@@ -58,6 +58,34 @@ boost::json::object EventJson(const audit::StoredEvent& e) {
           {"details", details},
           {"hash", audit::HexHash(e.hash)}};
 }
+
+// Collects an export in memory up to a cap; past it the stream fails, and
+// the export stops.
+class CappedBuffer final : public std::streambuf {
+ public:
+  explicit CappedBuffer(std::size_t cap) : cap_(cap) {}
+  std::string& text() { return text_; }
+
+ protected:
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    if (text_.size() + static_cast<std::size_t>(n) > cap_) return 0;
+    text_.append(s, static_cast<std::size_t>(n));
+    return n;
+  }
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+    const char ch = traits_type::to_char_type(c);
+    return xsputn(&ch, 1) == 1 ? c : traits_type::eof();
+  }
+
+ private:
+  const std::size_t cap_;
+  std::string text_;
+};
+
+// An API export is answered whole; larger ones go through `carewire audit
+// export` (or a narrower time window).
+constexpr std::size_t kMaxExportBytes = 32u << 20;
 
 }  // namespace
 
@@ -166,6 +194,69 @@ void AddAuditRoutes(Router& router, storage::Database& db, core::WorkerPool& poo
           }));
         });
         if (!queued) (*shared_record)(Status(core::Error::kResourceExhausted));
+      });
+
+  // GET /api/v1/audit/export: the organization's events in a time window as
+  // JSON lines or CSV (see audit/export.hpp), for audit.export holders after
+  // a recent re-authentication. The export is recorded, and durable, before
+  // a byte of it goes out.
+  router.Add(
+      Method::kGet, "/api/v1/audit/export",
+      Access::Needs(identity::Permission::kAuditExport).Sensitive(),
+      [&db, &pool](Request& req, Reply reply) {
+        SafeText problem = "";
+        auto params = ParseQuery(req.query, {"format", "from", "to"}, &problem);
+        if (!params) return reply(ErrorResponse(req.request_id, ApiError::kBadRequest, problem));
+        const std::string format = params->count("format") ? (*params)["format"] : "";
+        const std::string from = params->count("from") ? (*params)["from"] : "";
+        const std::string to = params->count("to") ? (*params)["to"] : "";
+        if ((format != "jsonl" && format != "csv") || from.empty() || to.empty() ||
+            !audit::ParseRfc3339(from) || !audit::ParseRfc3339(to)) {
+          return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                     "format (jsonl or csv), from and to (RFC 3339) are required"));
+        }
+        OnPool(pool, req, std::move(reply),
+               [&db, actor = req.principal, origin = Origin(req), format, from, to] {
+                 CappedBuffer buffer(kMaxExportBytes);
+                 std::ostream out(&buffer);
+                 auto exported = audit::Export(
+                     db, format == "csv" ? audit::ExportFormat::kCsv : audit::ExportFormat::kJsonLines,
+                     from, to, out, actor.org_id);
+                 if (!exported) {
+                   if (exported.error() == audit::Error::kExportWrite) {
+                     return ErrorResponse(origin.request_id, ApiError::kPayloadTooLarge,
+                                          "the export is over 32 MiB; narrow the time window or "
+                                          "use carewire audit export");
+                   }
+                   return ErrorResponseFor(origin.request_id, exported.error());
+                 }
+                 audit::Event e;
+                 e.org_id = actor.org_id;
+                 e.actor_type = audit::ActorType::kUser;
+                 e.actor_id = actor.user_id;
+                 e.action = "audit.exported";
+                 e.target_type = "audit_log";
+                 e.request_id = origin.request_id;
+                 e.source_address = origin.source_address;
+                 boost::json::object details{{"format", format},
+                                             {"from", from},
+                                             {"to", to},
+                                             {"bytes", buffer.text().size()}};
+                 e.details = boost::json::serialize(details);
+                 auto recorded = db.Write([&](storage::Transaction& tx) -> Status {
+                   return audit::Record(tx, e, core::NowRfc3339());
+                 });
+                 if (!recorded) return ErrorResponseFor(origin.request_id, recorded.error());
+                 Response r;
+                 r.status = 200;
+                 r.content_type =
+                     format == "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson";
+                 r.body = std::move(buffer.text());
+                 r.headers.emplace_back("content-disposition",
+                                        format == "csv" ? "attachment; filename=\"audit.csv\""
+                                                        : "attachment; filename=\"audit.jsonl\"");
+                 return r;
+               });
       });
 }
 

@@ -82,10 +82,11 @@ std::string CsvField(std::string_view value) {
 }
 
 Status Export(storage::Database& db, ExportFormat format, std::string_view from,
-              std::string_view to, std::ostream& out) {
+              std::string_view to, std::ostream& out, std::string_view org_id) {
   Filter filter;
   filter.from = from;
   filter.to = to;
+  filter.org_id = org_id;
   if (format == ExportFormat::kCsv) {
     out << kHeader;
     if (!out) return make_error_code(Error::kExportWrite);

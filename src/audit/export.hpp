@@ -37,8 +37,9 @@ enum class ExportFormat { kJsonLines, kCsv };
 // parse, kExportWrite when `out` fails; on any error `out` holds a prefix of
 // the export. Reads the database in short transactions (see ForEach), so a
 // slow `out` holds no snapshot.
+// With `org_id` set, only that organization's events.
 Status Export(storage::Database& db, ExportFormat format, std::string_view from,
-              std::string_view to, std::ostream& out);
+              std::string_view to, std::ostream& out, std::string_view org_id = {});
 
 // One CSV field as Export writes it (quoted and neutralized as above).
 std::string CsvField(std::string_view value);

@@ -664,6 +664,10 @@ std::vector<Row> MatrixRows(World& w) {
       {.key = "GET /api/v1/audit",
        .target = {"", "/api/v1/audit", ""},
        .allowed = owner_a("/api/v1/audit")},
+
+      {.key = "GET /api/v1/audit/export",
+       .target = {"", "/api/v1/audit/export?format=jsonl&from=2000-01-01&to=2100-01-01", ""},
+       .allowed = owner_a("/api/v1/audit/export?format=jsonl&from=2000-01-01&to=2100-01-01")},
   };
 }
 
