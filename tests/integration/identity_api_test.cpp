@@ -1248,6 +1248,44 @@ TEST_F(IdentityApiTest, SessionsAreListedAndRevoked) {
 
 // ---- organization settings --------------------------------------------------------------------
 
+// The audit export through the API: the caller's organization only, as
+// JSON lines or CSV, recorded as audit.exported before it goes out.
+TEST_F(IdentityApiTest, TheAuditExportHoldsOnlyTheOrganizationsEventsAndIsRecorded) {
+  TestAccount& owner = FreshAlice();
+  const std::string window = "from=2000-01-01&to=2100-01-01";
+  const auto before = Audit("action=audit.exported").size();
+  const auto lines = Get("/api/v1/audit/export?format=jsonl&" + window, owner.token);
+  ASSERT_EQ(lines.status, 200) << lines.body;
+  EXPECT_EQ(lines.Header("content-type"), "application/x-ndjson");
+  EXPECT_NE(lines.Header("content-disposition").find("attachment"), std::string::npos);
+  std::istringstream in(lines.body);
+  std::string line;
+  std::set<std::string> orgs;
+  int events = 0;
+  while (std::getline(in, line)) {
+    const json::object e = json::parse(line).as_object();
+    orgs.insert(e.at("org_id").is_string() ? std::string(e.at("org_id").as_string()) : "");
+    ++events;
+  }
+  EXPECT_GT(events, 5);
+  EXPECT_EQ(orgs.size(), 1u) << "events of more than one organization";
+  EXPECT_EQ(lines.body.find(kOrgB), std::string::npos);
+  EXPECT_EQ(lines.body.find(bob().user_id), std::string::npos);
+  EXPECT_EQ(Audit("action=audit.exported").size(), before + 1);
+
+  const auto csv = Get("/api/v1/audit/export?format=csv&" + window, owner.token);
+  ASSERT_EQ(csv.status, 200) << csv.body;
+  EXPECT_EQ(csv.body.rfind("seq,occurred_at,org_id,", 0), 0u) << csv.body.substr(0, 80);
+
+  for (const std::string& bad :
+       {std::string("format=xml&") + window, std::string("format=jsonl"),
+        std::string("format=jsonl&from=yesterday&to=2100-01-01"), "format=jsonl&" + window + "&x=1"}) {
+    EXPECT_TRUE(IsError(Get("/api/v1/audit/export?" + bad, owner.token), 400, "bad_request"))
+        << bad;
+  }
+  EXPECT_EQ(Audit("action=audit.exported").size(), before + 2);
+}
+
 TEST_F(IdentityApiTest, OrgSettingsAreValidatedAndAudited) {
   TestAccount& owner = FreshAlice();
   const auto got = Get("/api/v1/org", owner.token);
