@@ -1006,6 +1006,42 @@ TEST_F(AccessControlTest, RedefiningARoleFollowsTheRulesOfChangingItsHolders) {
             1);
 }
 
+// A pending enrolment is confirmed only by the session that started it, and
+// only for a few minutes.
+TEST_F(AccessControlTest, APendingEnrolmentBelongsToItsSessionAndExpires) {
+  AddOrg("north", true);
+  AddUser("north", "nell", R"(["nurse"])");
+  Refusal refusal;
+  auto open = [&] {
+    SignIn s = Must(sessions_->Login("north", "nell", kPassword, origin_, &refusal), "login");
+    return Must(sessions_->Authenticate(s.token), "authenticate");
+  };
+  const Principal first = open();
+  const Principal second = open();
+  const TotpEnrollment totp =
+      Must(sessions_->BeginTotp(first, kPassword, origin_, &refusal), "begin");
+  const std::vector<unsigned char> secret = Base32Decode(totp.secret_base32).value();
+  // Another session of the same user cannot confirm it.
+  auto elsewhere = sessions_->ConfirmTotp(second, TotpCode(secret, Step()), origin_, &refusal);
+  ASSERT_FALSE(elsewhere);
+  EXPECT_EQ(elsewhere.error(), core::Error::kNotFound);
+  // Nor can the session that started it, once it is too old (the session
+  // itself is kept alive by the idle clock being moved here).
+  now_ += kTotpEnrollmentLifetime + 1s;
+  Exec("UPDATE sessions SET last_used_at = ? WHERE id = ?", {Now(), first.session_id});
+  auto late = sessions_->ConfirmTotp(first, TotpCode(secret, Step()), origin_, &refusal);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error(), core::Error::kNotFound);
+  // A new enrolment in that session, confirmed in time, works.
+  const TotpEnrollment again =
+      Must(sessions_->BeginTotp(first, kPassword, origin_, &refusal), "begin again");
+  const std::vector<unsigned char> fresh = Base32Decode(again.secret_base32).value();
+  EXPECT_EQ(Must(sessions_->ConfirmTotp(first, TotpCode(fresh, Step()), origin_, &refusal),
+                 "confirm")
+                .size(),
+            10u);
+}
+
 TEST_F(AccessControlTest, TheDormantAccountsJobSparesOwners) {
   AddOrg("north", false);
   AddUser("north", "olga", R"(["nurse"])");

@@ -768,9 +768,10 @@ Result<TotpEnrollment> Sessions::BeginTotp(const Principal& user, std::string_vi
         {user.user_id});
     if (!r) return r.error();
     r = tx.Execute(
-        "INSERT INTO mfa_factors (id, org_id, user_id, kind, status, secret, created_at) "
-        "VALUES (?, ?, ?, 'totp', 'pending', ?, ?)",
-        {factor_id, user.org_id, user.user_id, Blob(sealed->begin(), sealed->end()), now});
+        "INSERT INTO mfa_factors (id, org_id, user_id, session_id, kind, status, secret, "
+        "created_at) VALUES (?, ?, ?, ?, 'totp', 'pending', ?, ?)",
+        {factor_id, user.org_id, user.user_id, user.session_id,
+         Blob(sealed->begin(), sealed->end()), now});
     if (!r) return r.error();
     audit::Event e = AuthEvent("mfa.enrollment_started", user.org_id, user.user_id, origin);
     e.details = R"({"kind":"totp"})";
@@ -795,10 +796,12 @@ Result<std::vector<std::string>> Sessions::ConfirmTotp(const Principal& user,
   bool accepted = false;
   auto written = db_.Write([&](storage::Transaction& tx) -> Status {
     const std::string now = core::FormatRfc3339(Now());
+    // Only an enrolment this session started, and a recent one: a secret
+    // shown on another device, or long ago, is not confirmed here.
     auto factor = tx.QueryOne(
         "SELECT id, secret FROM mfa_factors WHERE user_id = ? AND status = 'pending' "
-        "ORDER BY created_at DESC LIMIT 1",
-        {user.user_id});
+        "AND session_id = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1",
+        {user.user_id, user.session_id, core::FormatRfc3339(Now() - kTotpEnrollmentLifetime)});
     if (!factor) return Fail(factor.error());
     if (!*factor) return Ok();
     pending = true;

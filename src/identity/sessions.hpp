@@ -48,6 +48,9 @@ inline constexpr std::chrono::seconds kTouchInterval{60};
 // The second sign-in step must follow the first within this time and tries.
 inline constexpr std::chrono::minutes kMfaChallengeLifetime{5};
 inline constexpr int kMfaChallengeAttempts = 5;
+// A TOTP enrolment must be confirmed, by the session that started it, within
+// this time.
+inline constexpr std::chrono::minutes kTotpEnrollmentLifetime{10};
 
 struct SessionOptions {
   ThrottleOptions throttle;
@@ -136,8 +139,10 @@ class Sessions {
   // earlier pending one). kConflict when the user already has a factor.
   Result<TotpEnrollment> BeginTotp(const Principal& user, std::string_view password,
                                    const RequestOrigin& origin, Refusal* refusal);
-  // A first code makes the pending secret the user's factor; answers the ten
-  // recovery codes (shown once). An enrolment-only session becomes full.
+  // A first code makes the pending secret the user's factor, if this session
+  // started the enrolment within kTotpEnrollmentLifetime (else kNotFound);
+  // answers the ten recovery codes (shown once). An enrolment-only session
+  // becomes full.
   Result<std::vector<std::string>> ConfirmTotp(const Principal& user, std::string_view code,
                                                const RequestOrigin& origin, Refusal* refusal);
 

@@ -209,12 +209,14 @@ constexpr Migration kMigrations[] = {
       CREATE INDEX sessions_by_revocation ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
 
       -- Second factors. A TOTP secret is sealed with the organization's data
-      -- key; it is 'pending' from enrolment until a first code confirms it.
+      -- key; it is 'pending' from enrolment until a first code confirms it,
+      -- through the session that started it and within minutes.
       -- last_step is the last time step accepted, so no code works twice.
       CREATE TABLE mfa_factors (
         id TEXT PRIMARY KEY,
         org_id TEXT NOT NULL REFERENCES organizations(id),
         user_id TEXT NOT NULL REFERENCES users(id),
+        session_id TEXT,                        -- the session that started the enrolment
         kind TEXT NOT NULL CHECK (kind = 'totp'),
         status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'removed')),
         secret BLOB NOT NULL,
