@@ -1,5 +1,26 @@
+// GET /api/v1/events: the live event stream.
+//
+// The first "auth" frame carries a bearer token and, to resume, the cursor
+// of the last event the client has. An invalid, expired or revoked token
+// closes the socket with 4401; a cursor that is not a number, with 4400.
+// Then, in order:
+//
+//   1. the socket subscribes to the live hub, keeping what arrives;
+//   2. "ready" is sent, with the cursor the stream starts from;
+//   3. every event after that cursor is replayed from the database, page by
+//      page, waiting while the client's queue is full;
+//   4. what arrived meanwhile is sent, skipping what the replay covered,
+//      and from then on events are sent as they commit.
+//
+// Subscribing before reading means an event is either in the database when
+// the replay reads it or published afterwards: no gap; cursors only grow, so
+// skipping those at or below the last one sent means no duplicate. A client
+// too slow to keep up is closed with 1013 and resumes from its cursor.
+
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include <charconv>
+#include <thread>
 
 #include "api/live_sockets.hpp"
 #include "api/routes.hpp"
@@ -8,25 +29,161 @@
 namespace cw::api {
 namespace {
 
-// The live event stream. The first "auth" frame carries a bearer token: an
-// invalid, expired or revoked one closes the socket with 4401; a valid one
-// registers the socket with its session, so ending the session closes it.
-// "ping" answers "pong" so clients can check the path end to end before
-// they authenticate. Events themselves arrive with messaging.
+constexpr int kReplayPage = 256;
+// A replay waits while more than this is queued for the client.
+constexpr std::size_t kReplayQueueBytes = 256 * 1024;
+// Live events kept for a socket that is still replaying; past this it is
+// closed as too slow (it can resume).
+constexpr std::size_t kMaxHeldEvents = 20000;
+
+// What the hub and the replay share for one socket. Held by the stream and,
+// weakly, by the hub.
+class Listener final : public messaging::Subscriber {
+ public:
+  Listener(std::shared_ptr<WebSocketPeer> peer, messaging::Messaging& messaging,
+           identity::Principal principal)
+      : peer_(std::move(peer)), messaging_(messaging), principal_(std::move(principal)) {}
+
+  // From the hub, on the storage writer thread.
+  void Push(const messaging::LiveEvent& event) override {
+    std::unique_lock lock(mu_);
+    if (closed_) return;
+    if (replaying_) {
+      if (held_.size() >= kMaxHeldEvents) {
+        closed_ = true;
+        lock.unlock();
+        peer_->Close(1013, "client too slow; reconnect to resume");
+        return;
+      }
+      held_.push_back(event);
+      return;
+    }
+    if (event.cursor <= last_sent_) return;
+    last_sent_ = event.cursor;
+    SendLocked(*event.frame, event);
+  }
+
+  // Runs on a worker: the replay, then the switch to live events.
+  void Start(std::optional<std::int64_t> cursor) {
+    std::int64_t from = 0;
+    if (cursor) {
+      from = *cursor;
+    } else {
+      auto latest = messaging_.LatestCursor();
+      if (!latest) return Fail();
+      from = *latest;
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) return;
+      last_sent_ = from;
+      peer_->SendText(boost::json::serialize(
+          boost::json::object{{"type", "ready"}, {"cursor", std::to_string(from)}}));
+    }
+    if (cursor) {
+      for (;;) {
+        auto page = messaging_.Replay(principal_.org_id, principal_.user_id, from, kReplayPage);
+        if (!page) return Fail();
+        for (const messaging::Frame& frame : page->frames) {
+          if (!WaitForRoom()) return;
+          std::lock_guard lock(mu_);
+          if (closed_) return;
+          last_sent_ = frame.cursor;
+          if (!peer_->SendText(frame.text)) closed_ = true;
+          if (!frame.message_id.empty()) {
+            messaging_.NoteDelivered(principal_.org_id, principal_.user_id, frame.message_id);
+          }
+        }
+        from = page->through;
+        {
+          std::lock_guard lock(mu_);
+          last_sent_ = std::max(last_sent_, from);
+        }
+        if (page->complete) break;
+      }
+    }
+    std::lock_guard lock(mu_);
+    replaying_ = false;
+    for (const messaging::LiveEvent& event : held_) {
+      if (closed_) break;
+      if (event.cursor <= last_sent_) continue;
+      last_sent_ = event.cursor;
+      SendLocked(*event.frame, event);
+    }
+    held_.clear();
+    held_.shrink_to_fit();
+  }
+
+  void Stop() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    held_.clear();
+  }
+
+ private:
+  // REQUIRES: mu_ held.
+  void SendLocked(const std::string& frame, const messaging::LiveEvent& event) {
+    if (!peer_->SendText(frame)) {
+      closed_ = true;
+      return;
+    }
+    if (!event.message_id.empty() && event.sender_id != principal_.user_id) {
+      messaging_.NoteDelivered(principal_.org_id, principal_.user_id, event.message_id);
+    }
+  }
+
+  bool WaitForRoom() {
+    for (int i = 0; peer_->QueuedBytes() > kReplayQueueBytes; ++i) {
+      {
+        std::lock_guard lock(mu_);
+        if (closed_) return false;
+      }
+      if (i > 30000) {  // about a minute without progress
+        peer_->Close(1013, "client too slow; reconnect to resume");
+        Stop();
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return true;
+  }
+
+  void Fail() {
+    Stop();
+    peer_->Close(1011, "the event stream failed; reconnect to resume");
+  }
+
+  std::shared_ptr<WebSocketPeer> peer_;
+  messaging::Messaging& messaging_;
+  const identity::Principal principal_;
+  std::mutex mu_;
+  bool replaying_ = true;
+  bool closed_ = false;
+  std::int64_t last_sent_ = 0;
+  std::vector<messaging::LiveEvent> held_;
+};
+
+std::optional<std::int64_t> ParseCursor(std::string_view text) {
+  if (text.empty() || text.size() > 18) return std::nullopt;
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < 0) return std::nullopt;
+  return value;
+}
+
 class EventStream final : public WebSocketHandler {
  public:
   EventStream(std::shared_ptr<WebSocketPeer> peer, JsonLimits limits,
-              const Authenticator& authenticator, LiveSockets& live)
-      : peer_(std::move(peer)), limits_(limits), authenticator_(authenticator), live_(live) {}
+              const Authenticator& authenticator, LiveSockets& live, EventServices services)
+      : peer_(std::move(peer)),
+        limits_(limits),
+        authenticator_(authenticator),
+        live_(live),
+        services_(services) {}
 
-  ~EventStream() override {
-    if (handle_ != 0) live_.Remove(handle_);
-  }
+  ~EventStream() override { Release(); }
 
-  void OnClose() override {
-    if (handle_ != 0) live_.Remove(handle_);
-    handle_ = 0;
-  }
+  void OnClose() override { Release(); }
 
   void OnText(std::string_view message) override {
     SafeText problem = "frame is not valid JSON";
@@ -56,14 +213,32 @@ class EventStream final : public WebSocketHandler {
       SendError("bad_request", "already authenticated");
       return;
     }
+    for (const auto& [key, v] : frame) {
+      if (key != "type" && key != "token" && key != "cursor") {
+        peer_->Close(4400, "the auth frame takes type, token and cursor");
+        return;
+      }
+    }
     const auto* token = frame.if_contains("token");
     if (token == nullptr || !token->is_string() || !authenticator_) {
       peer_->Close(4401, "unauthenticated");
       return;
     }
+    std::optional<std::int64_t> cursor;
+    if (const auto* c = frame.if_contains("cursor"); c != nullptr && !c->is_null()) {
+      cursor = c->is_string() ? ParseCursor(c->as_string()) : std::nullopt;
+      if (!cursor) {
+        peer_->Close(4400, "cursor must be a cursor from an earlier frame");
+        return;
+      }
+    }
     auto principal = authenticator_(token->as_string());
     if (!principal || principal->scope != identity::SessionScope::kFull) {
       peer_->Close(4401, "unauthenticated");
+      return;
+    }
+    if (!principal->Can(identity::Permission::kMessagesRead)) {
+      peer_->Close(4403, "forbidden");
       return;
     }
     auto expires = audit::ParseRfc3339(principal->expires_at);
@@ -71,7 +246,22 @@ class EventStream final : public WebSocketHandler {
         expires ? std::chrono::time_point_cast<std::chrono::system_clock::duration>(*expires)
                 : std::chrono::system_clock::now();
     handle_ = live_.Add(principal->session_id, peer_, until);
-    peer_->SendText(R"({"type":"ready","cursor":"0"})");
+    listener_ = std::make_shared<Listener>(peer_, services_.messaging, *principal);
+    subscription_ = services_.hub.Subscribe(principal->user_id, listener_);
+    const bool queued = services_.pool.Submit(
+        [listener = listener_, cursor] { listener->Start(cursor); });
+    if (!queued) {
+      listener_->Stop();
+      peer_->Close(1013, "server busy; reconnect to resume");
+    }
+  }
+
+  void Release() {
+    if (subscription_ != 0) services_.hub.Unsubscribe(subscription_);
+    subscription_ = 0;
+    if (listener_) listener_->Stop();
+    if (handle_ != 0) live_.Remove(handle_);
+    handle_ = 0;
   }
 
   void SendError(SafeText code, SafeText message) {
@@ -84,19 +274,24 @@ class EventStream final : public WebSocketHandler {
   JsonLimits limits_;
   const Authenticator& authenticator_;
   LiveSockets& live_;
+  EventServices services_;
   std::uint64_t handle_ = 0;
+  std::uint64_t subscription_ = 0;
+  std::shared_ptr<Listener> listener_;
 };
 
 }  // namespace
 
-void AddEventRoutes(Router& router, const JsonLimits& limits, LiveSockets& live) {
+void AddEventRoutes(Router& router, const JsonLimits& limits, LiveSockets& live,
+                    EventServices services) {
   // Public at the HTTP level: the token arrives in the first frame, never in
   // the URL.
-  router.AddWebSocket("/api/v1/events", Access::Public(),
-                      [limits, &router, &live](const Request&, std::shared_ptr<WebSocketPeer> peer) {
-                        return std::make_unique<EventStream>(std::move(peer), limits,
-                                                             router.authenticator(), live);
-                      });
+  router.AddWebSocket(
+      "/api/v1/events", Access::Public(),
+      [limits, &router, &live, services](const Request&, std::shared_ptr<WebSocketPeer> peer) {
+        return std::make_unique<EventStream>(std::move(peer), limits, router.authenticator(), live,
+                                             services);
+      });
 }
 
 }  // namespace cw::api

@@ -66,6 +66,10 @@ class WebSocketPeer {
   // Starts a close handshake with an application close code (4000-4999) or a
   // standard one.
   virtual void Close(int code, SafeText reason) = 0;
+  // Bytes queued and not yet written to the client, so a sender of many
+  // messages (a replay) can wait for a slow client instead of overflowing
+  // its queue.
+  virtual std::size_t QueuedBytes() const { return 0; }
 };
 
 // The server side of one WebSocket connection. Calls arrive on one thread at a

@@ -15,6 +15,8 @@
 #include "identity/sessions.hpp"
 #include "identity/users.hpp"
 #include "keys/key_store.hpp"
+#include "messaging/live_hub.hpp"
+#include "messaging/messaging.hpp"
 #include "storage/database.hpp"
 
 namespace cw::api {
@@ -67,8 +69,23 @@ Authenticator SessionAuthenticator(identity::Sessions& sessions);
 // filtered and paginated; each read is audited. Pages are read on `pool`.
 void AddAuditRoutes(Router& router, storage::Database& db, core::WorkerPool& pool);
 
+// Conversations, messages, receipts and recall (docs/openapi.yaml). Reads
+// run on `pool`; sends are sealed on the I/O thread and answered from the
+// writer once durable.
+void AddMessagingRoutes(Router& router, messaging::Messaging& messaging, core::WorkerPool& pool,
+                        const JsonLimits& limits);
+
+// What the event stream is built on. Replays run on `pool`, which should
+// not be the pool sign-ins wait for.
+struct EventServices {
+  messaging::Messaging& messaging;
+  messaging::LiveHub& hub;
+  core::WorkerPool& pool;
+};
+
 // GET /api/v1/events: the live event stream (WebSocket). Authenticated
 // sockets are registered in `live`, so ending a session closes them.
-void AddEventRoutes(Router& router, const JsonLimits& limits, LiveSockets& live);
+void AddEventRoutes(Router& router, const JsonLimits& limits, LiveSockets& live,
+                    EventServices services);
 
 }  // namespace cw::api

@@ -19,6 +19,7 @@ constexpr SealedColumn kSealedColumns[] = {
     {"sealed_probes", "value"},
     {"mfa_factors", "secret"},
     {"break_glass", "reason"},
+    {"messages", "body"},  // NULL once recalled or purged
 };
 
 struct Pending {
@@ -122,7 +123,8 @@ Result<bool> Reencryptor::Step() {
   const SealedColumn& column = kSealedColumns[pending->table_index];
   const std::string select = "SELECT id, " + std::string(column.column) + " FROM " +
                              std::string(column.table) +
-                             " WHERE org_id = ? AND id > ? ORDER BY id LIMIT ?";
+                             " WHERE org_id = ? AND id > ? AND " + std::string(column.column) +
+                             " IS NOT NULL ORDER BY id LIMIT ?";
   std::vector<Update> updates;
   std::string last_id = pending->cursor_id;
   std::int64_t rows = 0;

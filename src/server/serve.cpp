@@ -108,7 +108,9 @@ void AddRoutes(api::Router& router, const core::Config& config, const Services& 
         });
   });
   api::AddHealthRoutes(router, services.db, services.metrics);
-  api::AddEventRoutes(router, json, services.live_sockets);
+  api::AddEventRoutes(router, json, services.live_sockets,
+                      {services.messaging, services.hub, services.stream_pool});
+  api::AddMessagingRoutes(router, services.messaging, services.pool, json);
   api::AddAuthRoutes(router, services.sessions, services.pool, json);
   api::AddUserRoutes(router, services.users, services.sessions, services.pool, json);
   api::AddOrgRoutes(router, services.orgs, services.db, services.keys, services.pool, json);
@@ -164,9 +166,17 @@ int Serve(const core::Config& config, const ServeOptions& options) {
   auto worker_pool =
       std::make_unique<core::WorkerPool>(cores, static_cast<std::size_t>(cores) * 16);
 
+  messaging::LiveHub hub;
+  messaging::Messaging messaging(*db, keys, hub);
+  // Event-stream replays read and open pages of messages and may wait for a
+  // slow client: they have workers of their own, so they never hold up
+  // sign-ins or requests.
+  auto stream_pool = std::make_unique<core::WorkerPool>(2, 4096);
+
   api::Router router;
   AddRoutes(router, config,
-            {*db, keys, sessions, users, orgs, break_glass, live_sockets, *worker_pool, metrics});
+            {*db, keys, sessions, users, orgs, break_glass, live_sockets, *worker_pool, metrics,
+             messaging, hub, *stream_pool});
 
   // Dormant accounts and expired emergency access.
   core::Periodic housekeeping(
@@ -227,6 +237,7 @@ int Serve(const core::Config& config, const ServeOptions& options) {
   housekeeping.Stop();
   const int cut = http.Shutdown();
   worker_pool.reset();  // finishes sign-ins already under way
+  stream_pool.reset();
   reencryptor.Stop();
   checkpointer.Stop();  // signs a last checkpoint over everything written
   db->Close();

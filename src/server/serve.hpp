@@ -14,6 +14,8 @@
 #include "identity/sessions.hpp"
 #include "identity/users.hpp"
 #include "keys/key_store.hpp"
+#include "messaging/live_hub.hpp"
+#include "messaging/messaging.hpp"
 #include "storage/database.hpp"
 
 namespace cw::server {
@@ -46,6 +48,9 @@ struct Services {
   api::LiveSockets& live_sockets;
   core::WorkerPool& pool;  // for password hashing, identity work and audit pages
   metrics::Registry& metrics;
+  messaging::Messaging& messaging;
+  messaging::LiveHub& hub;
+  core::WorkerPool& stream_pool;  // event-stream replays
 };
 
 // Registers every route the configuration enables, the authenticator, and

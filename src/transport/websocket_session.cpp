@@ -84,11 +84,14 @@ class WebSocketSession final : public Drainable,
 
   bool SendText(std::string text) override {
     if (closing_flag_.load()) return false;
+    pending_bytes_ += text.size();
     net::post(ws_.get_executor(), [self = shared_from_this(), t = std::move(text)]() mutable {
       self->Enqueue(std::move(t));
     });
     return true;
   }
+
+  std::size_t QueuedBytes() const override { return pending_bytes_.load(); }
 
   void Close(int code, SafeText reason) override {
     net::post(ws_.get_executor(), [self = shared_from_this(), code, reason] {
@@ -105,11 +108,15 @@ class WebSocketSession final : public Drainable,
  private:
   // REQUIRES: running on the strand (true of every method below).
   void Enqueue(std::string text) {
-    if (closing_) return;
+    if (closing_) {
+      pending_bytes_ -= text.size();
+      return;
+    }
     queued_bytes_ += text.size();
     if (queued_bytes_ > kMaxQueuedBytes) {
       state_->websocket_slow_consumers.Add();
       outbox_.clear();
+      pending_bytes_ -= queued_bytes_;
       queued_bytes_ = 0;
       StartClose(websocket::close_code::try_again_later, "client too slow; reconnect to resume");
       return;
@@ -142,8 +149,10 @@ class WebSocketSession final : public Drainable,
       queued_bytes_ -= msg.size();
       ws_.text(true);
       auto [ec, n] = co_await ws_.async_write(net::buffer(msg), Awaitable());
+      pending_bytes_ -= msg.size();
       if (ec) {
         outbox_.clear();
+        pending_bytes_ -= queued_bytes_;
         queued_bytes_ = 0;
         writing_ = false;
         co_return;
@@ -167,6 +176,8 @@ class WebSocketSession final : public Drainable,
   std::unique_ptr<api::WebSocketHandler> handler_;
   std::deque<std::string> outbox_;
   std::size_t queued_bytes_ = 0;
+  // Bytes handed to SendText and not yet written or dropped; any thread.
+  std::atomic<std::size_t> pending_bytes_{0};
   bool writing_ = false;
   bool closing_ = false;
   std::atomic<bool> closing_flag_{false};  // closing_, readable from any thread

@@ -107,8 +107,11 @@ TEST(DocsTest, EveryRouteIsDocumentedInOpenApiAndViceVersa) {
     identity::BreakGlass break_glass(**db, keys);
     api::LiveSockets live;
     core::WorkerPool pool(1, 1);
+    messaging::LiveHub hub;
+    messaging::Messaging messaging(**db, keys, hub);
     server::AddRoutes(router, config,
-                      {**db, keys, sessions, users, orgs, break_glass, live, pool, metrics});
+                      {**db, keys, sessions, users, orgs, break_glass, live, pool, metrics,
+                       messaging, hub, pool});
 
     std::map<std::string, std::string> registered;
     for (const auto& r : router.routes()) {

@@ -115,8 +115,11 @@ std::vector<RegisteredRoute> RegisteredRoutes() {
   identity::BreakGlass break_glass(**db, keys);
   api::LiveSockets live;
   core::WorkerPool pool(1, 1);
+  messaging::LiveHub hub;
+  messaging::Messaging messaging(**db, keys, hub);
   server::AddRoutes(router, config,
-                    {**db, keys, sessions, users, orgs, break_glass, live, pool, metrics});
+                    {**db, keys, sessions, users, orgs, break_glass, live, pool, metrics,
+                     messaging, hub, pool});
   for (const auto& r : router.routes()) {
     RegisteredRoute route;
     route.key = std::string(api::MethodName(r->method).view()) + " " + r->pattern;

@@ -292,6 +292,87 @@ constexpr Migration kMigrations[] = {
       ) STRICT;
       CREATE INDEX alerts_by_recipient ON alerts (recipient_id, created_at);
     )sql"},
+    {5, "secure messaging", R"sql(
+      -- Conversations: direct (one per pair of users, found through
+      -- direct_key, the two user ids in order) or group (a title, admins).
+      -- last_seq is the seq of the newest message: a send raises it by one in
+      -- the same transaction as its insert, so seq has no gaps.
+      CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        kind TEXT NOT NULL CHECK (kind IN ('direct', 'group')),
+        title TEXT,
+        direct_key TEXT,
+        created_by TEXT NOT NULL REFERENCES users(id),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        legal_hold INTEGER NOT NULL DEFAULT 0 CHECK (legal_hold IN (0, 1)),
+        message_lifespan_days INTEGER
+          CHECK (message_lifespan_days IS NULL OR message_lifespan_days BETWEEN 1 AND 36500),
+        UNIQUE (org_id, direct_key)
+      ) STRICT;
+
+      -- Current members. joined_event is the event that added them: the
+      -- event stream shows a member the conversation's events from there on.
+      CREATE TABLE conversation_members (
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        user_id TEXT NOT NULL REFERENCES users(id),
+        role TEXT NOT NULL CHECK (role IN ('admin', 'member')),
+        added_at TEXT NOT NULL,
+        joined_event INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, user_id)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX conversation_members_by_user ON conversation_members (user_id, conversation_id);
+
+      -- Messages. body is sealed (organization, table, column and id bound)
+      -- and NULL once recalled or purged; the row stays as a tombstone.
+      -- client_txn_id makes a sender's retries idempotent.
+      CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        seq INTEGER NOT NULL,
+        sender_id TEXT NOT NULL REFERENCES users(id),
+        client_txn_id TEXT NOT NULL,
+        body BLOB,
+        priority TEXT NOT NULL CHECK (priority IN ('routine', 'urgent')),
+        reply_to TEXT,
+        created_at TEXT NOT NULL,
+        recalled_at TEXT,
+        recalled_by TEXT,
+        UNIQUE (conversation_id, seq),
+        UNIQUE (sender_id, client_txn_id)
+      ) STRICT;
+
+      -- Per member other than the sender: when a message reached them and
+      -- when they marked it read.
+      CREATE TABLE message_receipts (
+        message_id TEXT NOT NULL REFERENCES messages(id),
+        user_id TEXT NOT NULL REFERENCES users(id),
+        delivered_at TEXT,
+        read_at TEXT,
+        PRIMARY KEY (message_id, user_id)
+      ) STRICT, WITHOUT ROWID;
+
+      -- The event stream's log. id is the cursor: it only grows, across
+      -- restarts (AUTOINCREMENT never reuses an id). recipient_id NULL: for
+      -- every member; else for that user alone (receipts go to the sender, a
+      -- removal to the removed member). Events hold ids, never content.
+      CREATE TABLE conversation_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        type TEXT NOT NULL CHECK (type IN ('message.created', 'message.recalled', 'receipt',
+                                           'conversation.updated', 'conversation.removed')),
+        message_id TEXT,
+        user_id TEXT,
+        status TEXT,
+        recipient_id TEXT,
+        created_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX conversation_events_by_org ON conversation_events (org_id, id);
+    )sql"},
 };
 
 constexpr bool VersionsAreContiguous() {

@@ -1,0 +1,294 @@
+// Secure messaging: conversations, their members and messages, receipts and
+// recall. A conversation the caller does not belong to answers 404, like one
+// that does not exist, on every route.
+
+#include <boost/json/value.hpp>
+#include <charconv>
+
+#include "api/handler_support.hpp"
+#include "api/query.hpp"
+#include "api/routes.hpp"
+#include "core/error.hpp"
+
+namespace cw::api {
+namespace {
+
+using identity::Permission;
+
+// The answer to a refused change: 400 names the problem, the rest are fixed
+// texts that say nothing about the conversation.
+Response Refusal(const std::string& request_id, const ErrorCode& error,
+                 std::string_view problem) {
+  if (error == core::Error::kInvalidArgument && !problem.empty()) {
+    return ErrorResponse(request_id, ApiError::kBadRequest, SafeText::Trusted(problem));
+  }
+  if (error == core::Error::kPermissionDenied) {
+    return ErrorResponse(request_id, ApiError::kForbidden,
+                         "only the sender or a conversation admin may do that");
+  }
+  if (error == core::Error::kConflict) {
+    return ErrorResponse(request_id, ApiError::kConflict,
+                         problem.empty() ? SafeText("the conversation is under legal hold")
+                                         : SafeText::Trusted(problem));
+  }
+  if (error == core::Error::kNotFound) {
+    return ErrorResponse(request_id, ApiError::kNotFound, "not found");
+  }
+  return ErrorResponseFor(request_id, error);
+}
+
+// A string field, or nullopt with `error` set when present with another type.
+bool ReadString(const Request& req, const boost::json::object& body, std::string_view key,
+                std::string* out, Response* error) {
+  const auto* v = body.if_contains(key);
+  if (v == nullptr) return true;
+  if (!v->is_string()) {
+    *error = ErrorResponse(req.request_id, ApiError::kBadRequest,
+                           "every field of this body is a string, except \"members\"");
+    return false;
+  }
+  *out = std::string(v->as_string());
+  return true;
+}
+
+std::optional<std::int64_t> ParseSeq(const std::map<std::string, std::string>& params) {
+  auto it = params.find("after_seq");
+  if (it == params.end()) return 0;
+  const std::string& text = it->second;
+  if (text.empty() || text.size() > 18) return std::nullopt;
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < 0) return std::nullopt;
+  return value;
+}
+
+void CreateConversation(messaging::Messaging& messaging, core::WorkerPool& pool,
+                        const JsonLimits& limits, Request& req, Reply reply) {
+  Response error;
+  auto body = ParseJsonObjectBody(req, limits, &error);
+  if (!body) return reply(std::move(error));
+  if (!OnlyKnownKeys(req, *body, {"kind", "members", "title"}, &error)) {
+    return reply(std::move(error));
+  }
+  messaging::NewConversation request;
+  if (!ReadString(req, *body, "kind", &request.kind, &error) ||
+      !ReadString(req, *body, "title", &request.title, &error)) {
+    return reply(std::move(error));
+  }
+  const auto* members = body->if_contains("members");
+  if (request.kind.empty() || members == nullptr) {
+    return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                               "\"kind\" and \"members\" are required"));
+  }
+  auto list = StringList(*members, messaging::kMaxMembers);
+  if (!list) {
+    return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                               "\"members\" is an array of 1 to 256 distinct user ids"));
+  }
+  request.members = std::move(*list);
+  OnPool(pool, req, std::move(reply),
+         [&messaging, caller = req.principal, origin = Origin(req), id = req.request_id,
+          request = std::move(request)] {
+           bool created = false;
+           std::string problem;
+           auto c = messaging.CreateConversation(caller, request, origin, &created, &problem);
+           if (!c) return Refusal(id, c.error(), problem);
+           return JsonResponse(created ? 201 : 200, messaging::ConversationJson(*c));
+         });
+}
+
+void SendMessage(messaging::Messaging& messaging, const JsonLimits& limits, Request& req,
+                 Reply reply) {
+  Response error;
+  auto body = ParseJsonObjectBody(req, limits, &error);
+  if (!body) return reply(std::move(error));
+  if (!OnlyKnownKeys(req, *body, {"client_txn_id", "body", "priority", "reply_to"}, &error)) {
+    return reply(std::move(error));
+  }
+  messaging::NewMessage request;
+  if (!ReadString(req, *body, "client_txn_id", &request.client_txn_id, &error) ||
+      !ReadString(req, *body, "body", &request.body, &error) ||
+      !ReadString(req, *body, "priority", &request.priority, &error) ||
+      !ReadString(req, *body, "reply_to", &request.reply_to, &error)) {
+    return reply(std::move(error));
+  }
+  if (!body->contains("client_txn_id") || !body->contains("body")) {
+    return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                               "\"client_txn_id\" and \"body\" are required"));
+  }
+  if (!body->contains("priority")) request.priority = "routine";
+  messaging.Send(req.principal, std::string(req.Param("id")), std::move(request), Origin(req),
+                 [reply = std::move(reply), id = req.request_id](Result<messaging::Message> m,
+                                                                 SafeText problem) {
+                   if (!m) return reply(Refusal(id, m.error(), problem.view()));
+                   reply(JsonResponse(201, messaging::MessageJson(*m)));
+                 });
+}
+
+void ListMessages(messaging::Messaging& messaging, core::WorkerPool& pool, Request& req,
+                  Reply reply) {
+  SafeText problem = "";
+  auto params = ParseQuery(req.query, {"after_seq", "limit"}, &problem);
+  if (!params) return reply(ErrorResponse(req.request_id, ApiError::kBadRequest, problem));
+  const auto after = ParseSeq(*params);
+  if (!after) {
+    return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                               "after_seq must be an integer from 0"));
+  }
+  const auto limit = ParseLimit(*params, 50, 200);
+  if (!limit) {
+    return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                               "limit must be an integer from 1 to 200"));
+  }
+  OnPool(pool, req, std::move(reply),
+         [&messaging, caller = req.principal, origin = Origin(req), id = req.request_id,
+          conversation = std::string(req.Param("id")), after = *after, limit = *limit] {
+           auto list = messaging.ListMessages(caller, conversation, after, limit, origin);
+           if (!list) return Refusal(id, list.error(), "");
+           boost::json::array out;
+           for (const auto& m : *list) out.push_back(messaging::MessageJson(m));
+           return JsonResponse(200, {{"messages", std::move(out)}});
+         });
+}
+
+}  // namespace
+
+void AddMessagingRoutes(Router& router, messaging::Messaging& messaging, core::WorkerPool& pool,
+                        const JsonLimits& limits) {
+  router.Add(Method::kPost, "/api/v1/conversations", Access::Needs(Permission::kMessagesSend),
+             [&messaging, &pool, limits](Request& req, Reply reply) {
+               CreateConversation(messaging, pool, limits, req, std::move(reply));
+             });
+
+  router.Add(Method::kGet, "/api/v1/conversations", Access::Needs(Permission::kMessagesRead),
+             [&messaging, &pool](Request& req, Reply reply) {
+               SafeText problem = "";
+               if (!ParseQuery(req.query, {}, &problem)) {
+                 return reply(ErrorResponse(req.request_id, ApiError::kBadRequest, problem));
+               }
+               OnPool(pool, req, std::move(reply),
+                      [&messaging, caller = req.principal, id = req.request_id] {
+                        auto list = messaging.ListConversations(caller);
+                        if (!list) return Refusal(id, list.error(), "");
+                        boost::json::array out;
+                        for (const auto& c : *list) out.push_back(messaging::ConversationJson(c));
+                        return JsonResponse(200, {{"conversations", std::move(out)}});
+                      });
+             });
+
+  router.Add(Method::kGet, "/api/v1/conversations/{id}", Access::Needs(Permission::kMessagesRead),
+             [&messaging, &pool](Request& req, Reply reply) {
+               OnPool(pool, req, std::move(reply),
+                      [&messaging, caller = req.principal, id = req.request_id,
+                       conversation = std::string(req.Param("id"))] {
+                        auto c = messaging.GetConversation(caller, conversation);
+                        if (!c) return Refusal(id, c.error(), "");
+                        return JsonResponse(200, messaging::ConversationJson(*c));
+                      });
+             });
+
+  router.Add(Method::kPatch, "/api/v1/conversations/{id}",
+             Access::Needs(Permission::kMessagesSend),
+             [&messaging, &pool, limits](Request& req, Reply reply) {
+               Response error;
+               auto fields = StringFields(req, limits, {"title"}, &error);
+               if (!fields) return reply(std::move(error));
+               OnPool(pool, req, std::move(reply),
+                      [&messaging, caller = req.principal, origin = Origin(req),
+                       id = req.request_id, conversation = std::string(req.Param("id")),
+                       title = (*fields)["title"]] {
+                        std::string problem;
+                        auto c = messaging.Rename(caller, conversation, title, origin, &problem);
+                        if (!c) return Refusal(id, c.error(), problem);
+                        return JsonResponse(200, messaging::ConversationJson(*c));
+                      });
+             });
+
+  router.Add(Method::kPost, "/api/v1/conversations/{id}/members",
+             Access::Needs(Permission::kMessagesSend),
+             [&messaging, &pool, limits](Request& req, Reply reply) {
+               Response error;
+               auto fields = StringFields(req, limits, {"user_id"}, &error);
+               if (!fields) return reply(std::move(error));
+               OnPool(pool, req, std::move(reply),
+                      [&messaging, caller = req.principal, origin = Origin(req),
+                       id = req.request_id, conversation = std::string(req.Param("id")),
+                       user = (*fields)["user_id"]] {
+                        std::string problem;
+                        auto c = messaging.AddMember(caller, conversation, user, origin, &problem);
+                        if (!c) return Refusal(id, c.error(), problem);
+                        return JsonResponse(200, messaging::ConversationJson(*c));
+                      });
+             });
+
+  router.Add(Method::kDelete, "/api/v1/conversations/{id}/members/{user_id}",
+             Access::Needs(Permission::kMessagesRead),
+             [&messaging, &pool](Request& req, Reply reply) {
+               OnPool(pool, req, std::move(reply),
+                      [&messaging, caller = req.principal, origin = Origin(req),
+                       id = req.request_id, conversation = std::string(req.Param("id")),
+                       user = std::string(req.Param("user_id"))] {
+                        std::string problem;
+                        auto s = messaging.RemoveMember(caller, conversation, user, origin, &problem);
+                        if (!s) return Refusal(id, s.error(), problem);
+                        Response r;
+                        r.status = 204;
+                        return r;
+                      });
+             });
+
+  router.Add(Method::kPost, "/api/v1/conversations/{id}/messages",
+             Access::Needs(Permission::kMessagesSend),
+             [&messaging, limits](Request& req, Reply reply) {
+               SendMessage(messaging, limits, req, std::move(reply));
+             });
+
+  router.Add(Method::kGet, "/api/v1/conversations/{id}/messages",
+             Access::Needs(Permission::kMessagesRead),
+             [&messaging, &pool](Request& req, Reply reply) {
+               ListMessages(messaging, pool, req, std::move(reply));
+             });
+
+  auto message_action = [&messaging, &pool](bool recall) {
+    return [&messaging, &pool, recall](Request& req, Reply reply) {
+      if (!req.body.empty()) {
+        return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                   "this request takes no body"));
+      }
+      OnPool(pool, req, std::move(reply),
+             [&messaging, recall, caller = req.principal, origin = Origin(req),
+              id = req.request_id, message = std::string(req.Param("id"))] {
+               auto s = recall ? messaging.Recall(caller, message, origin)
+                               : messaging.MarkRead(caller, message, origin);
+               if (!s) return Refusal(id, s.error(), "");
+               Response r;
+               r.status = 204;
+               return r;
+             });
+    };
+  };
+  router.Add(Method::kPost, "/api/v1/messages/{id}/read",
+             Access::Needs(Permission::kMessagesRead), message_action(false));
+  router.Add(Method::kPost, "/api/v1/messages/{id}/recall",
+             Access::Needs(Permission::kMessagesSend), message_action(true));
+
+  router.Add(Method::kGet, "/api/v1/messages/{id}/receipts",
+             Access::Needs(Permission::kMessagesRead),
+             [&messaging, &pool](Request& req, Reply reply) {
+               OnPool(pool, req, std::move(reply),
+                      [&messaging, caller = req.principal, id = req.request_id,
+                       message = std::string(req.Param("id"))] {
+                        auto list = messaging.Receipts(caller, message);
+                        if (!list) return Refusal(id, list.error(), "");
+                        boost::json::array out;
+                        for (const auto& r : *list) {
+                          out.push_back({{"user_id", r.user_id},
+                                         {"delivered_at", OrNull(r.delivered_at)},
+                                         {"read_at", OrNull(r.read_at)}});
+                        }
+                        return JsonResponse(200, {{"receipts", std::move(out)}});
+                      });
+             });
+}
+
+}  // namespace cw::api

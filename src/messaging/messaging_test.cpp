@@ -1,0 +1,302 @@
+// Conversations, messages, receipts, recall and the event log against a real
+// SQLite database and real sealing.
+
+#include "messaging/messaging.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+#include <future>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include "core/error.hpp"
+#include "core/time.hpp"
+#include "identity/organizations.hpp"
+#include "storage/sqlite/sqlite_database.hpp"
+#include "storage/sqlite/test_support.hpp"
+
+namespace cw::messaging {
+namespace {
+
+template <class T>
+T Must(Result<T> r, const char* what) {
+  if (!r) throw std::runtime_error(std::string(what) + ": " + r.error().message());
+  return std::move(*r);
+}
+
+class Recorder final : public Subscriber {
+ public:
+  void Push(const LiveEvent& event) override {
+    std::lock_guard lock(mu);
+    frames.push_back(*event.frame);
+    cursors.push_back(event.cursor);
+  }
+  std::vector<std::string> Types() {
+    std::lock_guard lock(mu);
+    std::vector<std::string> out;
+    for (const auto& f : frames) {
+      out.emplace_back(boost::json::parse(f).as_object().at("type").as_string());
+    }
+    return out;
+  }
+  std::mutex mu;
+  std::vector<std::string> frames;
+  std::vector<std::int64_t> cursors;
+};
+
+class MessagingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::SqliteOptions options;
+    options.path = dir_.File("messaging.db");
+    db_ = Must(storage::OpenSqlite(options), "open");
+    kek_ = crypto::LoadMasterKey("", "1 " + std::string(64, 'b'));
+    keys_ = std::make_unique<keys::KeyStore>(*db_, kek_, std::chrono::seconds(60));
+    messaging_ = std::make_unique<Messaging>(*db_, *keys_, hub_);
+    ann_ = AddUser("north", "ann");
+    bob_ = AddUser("north", "bob");
+    cat_ = AddUser("north", "cat");
+    eve_ = AddUser("south", "eve");
+  }
+  void TearDown() override { db_->Close(); }
+
+  // An organization on first use, and a user in it.
+  Principal AddUser(const std::string& slug, const std::string& name) {
+    if (orgs_.insert(slug).second) {
+      identity::NewOrganization org;
+      org.org_id = "org_" + slug;
+      org.slug = slug;
+      org.name = "Clinic " + slug;
+      org.owner_id = "usr_" + slug + "_owner";
+      org.owner_username = "owner";
+      org.password_hash = "not-a-real-hash";
+      EXPECT_TRUE(db_->Write([&](storage::Transaction& tx) {
+        return identity::InsertOrganization(tx, *kek_, org, "test", core::NowRfc3339());
+      }));
+    }
+    Principal p;
+    p.user_id = "usr_" + slug + "_" + name;
+    p.org_id = "org_" + slug;
+    p.username = name;
+    EXPECT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
+      auto r = tx.Execute(
+          "INSERT INTO users (id, org_id, username, display_name, roles, password_hash, "
+          "password_temporary, status, created_at) VALUES (?, ?, ?, ?, '[\"staff\"]', 'x', 0, "
+          "'active', ?)",
+          {p.user_id, p.org_id, name, "User " + name, core::NowRfc3339()});
+      if (!r) return r.error();
+      return Ok();
+    }));
+    return p;
+  }
+
+  Conversation Group(const Principal& admin, std::vector<std::string> members) {
+    bool created = false;
+    std::string problem;
+    return Must(messaging_->CreateConversation(admin, {"group", "Ward 3", std::move(members)},
+                                               origin_, &created, &problem),
+                "create group");
+  }
+
+  Result<Message> Send(const Principal& from, const std::string& conversation,
+                       const std::string& txn, const std::string& body) {
+    std::promise<Result<Message>> promise;
+    messaging_->Send(from, conversation, {txn, body, "routine", ""}, origin_,
+                     [&](Result<Message> m, SafeText) { promise.set_value(std::move(m)); });
+    return promise.get_future().get();
+  }
+
+  std::int64_t Count(const std::string& sql, std::vector<storage::Value> params = {}) {
+    std::int64_t n = -1;
+    EXPECT_TRUE(db_->Read([&](storage::Transaction& tx) -> Status {
+      auto row = tx.QueryOne(sql, params);
+      if (!row) return row.error();
+      n = (*row)->Int(0);
+      return Ok();
+    }));
+    return n;
+  }
+
+  storage::testing::TempDir dir_;
+  std::unique_ptr<storage::Database> db_;
+  std::shared_ptr<const crypto::KeyEncryptionKey> kek_;
+  std::unique_ptr<keys::KeyStore> keys_;
+  LiveHub hub_;
+  std::unique_ptr<Messaging> messaging_;
+  std::set<std::string> orgs_;
+  RequestOrigin origin_{"req-test", "127.0.0.1", "test"};
+  Principal ann_, bob_, cat_, eve_;
+};
+
+TEST_F(MessagingTest, ADirectConversationIsOnePerPair) {
+  bool created = false;
+  std::string problem;
+  auto first = Must(messaging_->CreateConversation(ann_, {"direct", "", {bob_.user_id}}, origin_,
+                                                   &created, &problem),
+                    "first");
+  EXPECT_TRUE(created);
+  auto again = Must(messaging_->CreateConversation(bob_, {"direct", "", {ann_.user_id}}, origin_,
+                                                   &created, &problem),
+                    "again");
+  EXPECT_FALSE(created);
+  EXPECT_EQ(first.id, again.id);
+  // Another organization's user is refused like an unknown one.
+  auto foreign = messaging_->CreateConversation(ann_, {"direct", "", {eve_.user_id}}, origin_,
+                                                &created, &problem);
+  ASSERT_FALSE(foreign);
+  EXPECT_EQ(foreign.error(), core::Error::kInvalidArgument);
+}
+
+TEST_F(MessagingTest, SeqIsGapFreeAndRetriesAreIdempotentUnderConcurrency) {
+  auto c = Group(ann_, {bob_.user_id});
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::map<std::string, std::set<std::int64_t>> seqs_by_txn;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        // Every message is sent twice, once by each of two threads.
+        const std::string txn = "t" + std::to_string(t / 2) + "-" + std::to_string(i);
+        auto m = Send(ann_, c.id, txn, "body " + txn);
+        ASSERT_TRUE(m) << m.error().message();
+        std::lock_guard lock(mu);
+        seqs_by_txn[txn].insert(m->seq);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(seqs_by_txn.size(), 100u);
+  std::set<std::int64_t> all;
+  for (const auto& [txn, seqs] : seqs_by_txn) {
+    EXPECT_EQ(seqs.size(), 1u) << txn << " made more than one message";
+    all.insert(*seqs.begin());
+  }
+  EXPECT_EQ(all.size(), 100u);
+  EXPECT_EQ(*all.begin(), 1);
+  EXPECT_EQ(*all.rbegin(), 100);
+  EXPECT_EQ(Count("SELECT count(*) FROM messages"), 100);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'message.sent'"), 100);
+  // The same client_txn_id with another body is a conflict, not a retry.
+  auto clash = Send(ann_, c.id, "t0-1", "something else");
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error(), core::Error::kConflict);
+}
+
+TEST_F(MessagingTest, BodiesAreSealedAndRecallDestroysThem) {
+  auto c = Group(ann_, {bob_.user_id, cat_.user_id});
+  const std::string canary = "canary-4f1c9 patient Jane Roe";
+  auto m = Must(Send(bob_, c.id, "x1", canary), "send");
+  EXPECT_EQ(Count("SELECT count(*) FROM messages WHERE instr(CAST(body AS TEXT), ?) > 0",
+                  {canary}),
+            0);
+  auto listed = Must(messaging_->ListMessages(cat_, c.id, 0, 50, origin_), "list");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].body.value_or(""), canary);
+
+  // Cat is a plain member: not the sender, not an admin.
+  auto refused = messaging_->Recall(cat_, m.id, origin_);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), core::Error::kPermissionDenied);
+  // Ann, the conversation's admin, may.
+  ASSERT_TRUE(messaging_->Recall(ann_, m.id, origin_));
+  EXPECT_EQ(Count("SELECT count(*) FROM messages WHERE body IS NULL AND recalled_at IS NOT NULL"),
+            1);
+  listed = Must(messaging_->ListMessages(bob_, c.id, 0, 50, origin_), "list again");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_FALSE(listed[0].body.has_value());
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'message.recalled' AND "
+                  "target_id = ?",
+                  {m.id}),
+            1);
+}
+
+TEST_F(MessagingTest, LegalHoldSuspendsRecall) {
+  auto c = Group(ann_, {bob_.user_id});
+  auto m = Must(Send(ann_, c.id, "h1", "held"), "send");
+  ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
+    auto r = tx.Execute("UPDATE conversations SET legal_hold = 1 WHERE id = ?", {c.id});
+    if (!r) return r.error();
+    return Ok();
+  }));
+  auto refused = messaging_->Recall(ann_, m.id, origin_);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), core::Error::kConflict);
+  EXPECT_EQ(Count("SELECT count(*) FROM messages WHERE body IS NOT NULL"), 1);
+}
+
+TEST_F(MessagingTest, OutsidersCannotReachAConversation) {
+  auto c = Group(ann_, {bob_.user_id});
+  auto m = Must(Send(ann_, c.id, "o1", "private"), "send");
+  for (const Principal* outsider : {&cat_, &eve_}) {
+    EXPECT_EQ(messaging_->GetConversation(*outsider, c.id).error(), core::Error::kNotFound);
+    EXPECT_EQ(messaging_->ListMessages(*outsider, c.id, 0, 50, origin_).error(),
+              core::Error::kNotFound);
+    EXPECT_EQ(Send(*outsider, c.id, "o2", "hi").error(), core::Error::kNotFound);
+    EXPECT_EQ(messaging_->MarkRead(*outsider, m.id, origin_).error(), core::Error::kNotFound);
+    EXPECT_EQ(messaging_->Recall(*outsider, m.id, origin_).error(), core::Error::kNotFound);
+    EXPECT_EQ(messaging_->Receipts(*outsider, m.id).error(), core::Error::kNotFound);
+    auto replay = Must(messaging_->Replay(outsider->org_id, outsider->user_id, 0, 100), "replay");
+    EXPECT_TRUE(replay.frames.empty());
+  }
+}
+
+TEST_F(MessagingTest, ReceiptsReachTheSender) {
+  auto c = Group(ann_, {bob_.user_id});
+  auto ann_live = std::make_shared<Recorder>();
+  hub_.Subscribe(ann_.user_id, ann_live);
+  auto m = Must(Send(ann_, c.id, "r1", "please call back"), "send");
+  Must(messaging_->ListMessages(bob_, c.id, 0, 50, origin_), "fetch");
+  ASSERT_TRUE(messaging_->MarkRead(bob_, m.id, origin_));
+  ASSERT_TRUE(messaging_->MarkRead(bob_, m.id, origin_));  // once is enough
+  EXPECT_EQ(ann_live->Types(),
+            (std::vector<std::string>{"message.created", "receipt", "receipt"}));
+  auto receipts = Must(messaging_->Receipts(ann_, m.id), "receipts");
+  ASSERT_EQ(receipts.size(), 1u);
+  EXPECT_EQ(receipts[0].user_id, bob_.user_id);
+  EXPECT_FALSE(receipts[0].delivered_at.empty());
+  EXPECT_FALSE(receipts[0].read_at.empty());
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'message.read'"), 1);
+}
+
+TEST_F(MessagingTest, ARemovedMemberLosesTheConversationAtOnce) {
+  auto c = Group(ann_, {bob_.user_id, cat_.user_id});
+  Must(Send(ann_, c.id, "m1", "before"), "send");
+  const auto start = Must(messaging_->LatestCursor(), "cursor");
+  auto cat_live = std::make_shared<Recorder>();
+  hub_.Subscribe(cat_.user_id, cat_live);
+  std::string problem;
+  ASSERT_TRUE(messaging_->RemoveMember(ann_, c.id, cat_.user_id, origin_, &problem));
+  Must(Send(ann_, c.id, "m2", "after"), "send after");
+  EXPECT_EQ(cat_live->Types(), (std::vector<std::string>{"conversation.removed"}));
+  EXPECT_EQ(messaging_->ListMessages(cat_, c.id, 0, 50, origin_).error(), core::Error::kNotFound);
+  // A replay from before the removal shows the removal alone.
+  auto replay = Must(messaging_->Replay(cat_.org_id, cat_.user_id, 0, 100), "replay");
+  ASSERT_EQ(replay.frames.size(), 1u);
+  EXPECT_NE(replay.frames[0].text.find("conversation.removed"), std::string::npos);
+  EXPECT_GT(replay.frames[0].cursor, start);
+  // A plain member cannot add anyone back.
+  auto refused = messaging_->AddMember(bob_, c.id, cat_.user_id, origin_, &problem);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), core::Error::kPermissionDenied);
+}
+
+TEST_F(MessagingTest, ReplayPagesThroughEveryEventOnce) {
+  auto c = Group(ann_, {bob_.user_id});
+  const auto start = Must(messaging_->LatestCursor(), "cursor");
+  for (int i = 0; i < 25; ++i) Must(Send(ann_, c.id, "p" + std::to_string(i), "n"), "send");
+  std::vector<std::int64_t> seen;
+  std::int64_t from = start;
+  for (;;) {
+    auto page = Must(messaging_->Replay(bob_.org_id, bob_.user_id, from, 7), "page");
+    for (const auto& f : page.frames) seen.push_back(f.cursor);
+    from = page.through;
+    if (page.complete) break;
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GT(seen[i], seen[i - 1]);
+}
+
+}  // namespace
+}  // namespace cw::messaging
