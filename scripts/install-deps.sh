@@ -8,7 +8,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-system1.81-dev libboost-container1.81-dev
   libssl-dev openssl
   libsqlite3-dev sqlite3
-  libsodium-dev liboath-dev libqrencode-dev libzxcvbn-dev
+  libsodium-dev liboath-dev libqrencode-dev libzxcvbn-dev libmagic-dev
   libtomlplusplus-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl ca-certificates

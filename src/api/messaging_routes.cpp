@@ -8,6 +8,7 @@
 #include "api/handler_support.hpp"
 #include "api/query.hpp"
 #include "api/routes.hpp"
+#include "messaging/attachments.hpp"
 #include "core/error.hpp"
 
 namespace cw::api {
@@ -102,7 +103,10 @@ void SendMessage(messaging::Messaging& messaging, const JsonLimits& limits, Requ
   Response error;
   auto body = ParseJsonObjectBody(req, limits, &error);
   if (!body) return reply(std::move(error));
-  if (!OnlyKnownKeys(req, *body, {"client_txn_id", "body", "priority", "reply_to"}, &error)) {
+  if (!OnlyKnownKeys(req, *body,
+                     {"client_txn_id", "body", "priority", "reply_to", "do_not_forward",
+                      "attachments"},
+                     &error)) {
     return reply(std::move(error));
   }
   messaging::NewMessage request;
@@ -117,12 +121,139 @@ void SendMessage(messaging::Messaging& messaging, const JsonLimits& limits, Requ
                                "\"client_txn_id\" and \"body\" are required"));
   }
   if (!body->contains("priority")) request.priority = "routine";
+  if (const auto* dnf = body->if_contains("do_not_forward")) {
+    if (!dnf->is_bool()) {
+      return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                 "\"do_not_forward\" is true or false"));
+    }
+    request.do_not_forward = dnf->as_bool();
+  }
+  if (const auto* attachments = body->if_contains("attachments")) {
+    auto ids = attachments->is_array() && attachments->as_array().empty()
+                   ? std::optional<std::vector<std::string>>(std::vector<std::string>())
+                   : StringList(*attachments, messaging::kMaxAttachmentsPerMessage);
+    if (!ids) {
+      return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                 "\"attachments\" is an array of at most 10 distinct ids"));
+    }
+    request.attachment_ids = std::move(*ids);
+  }
   messaging.Send(req.principal, std::string(req.Param("id")), std::move(request), Origin(req),
                  [reply = std::move(reply), id = req.request_id](Result<messaging::Message> m,
                                                                  SafeText problem) {
                    if (!m) return reply(Refusal(id, m.error(), problem.view()));
                    reply(JsonResponse(201, messaging::MessageJson(*m)));
                  });
+}
+
+void ForwardMessage(messaging::Messaging& messaging, const JsonLimits& limits, Request& req,
+                    Reply reply) {
+  Response error;
+  auto fields = StringFields(req, limits, {"conversation_id", "client_txn_id"}, &error);
+  if (!fields) return reply(std::move(error));
+  messaging.Forward(req.principal, std::string(req.Param("id")), (*fields)["conversation_id"],
+                    (*fields)["client_txn_id"], Origin(req),
+                    [reply = std::move(reply), id = req.request_id](
+                        Result<messaging::Message> m, SafeText problem) {
+                      if (!m && m.error() == core::Error::kPermissionDenied) {
+                        return reply(ErrorResponse(id, ApiError::kForbidden,
+                                                   "this message is marked do not forward"));
+                      }
+                      if (!m) return reply(Refusal(id, m.error(), problem.view()));
+                      reply(JsonResponse(201, messaging::MessageJson(*m)));
+                    });
+}
+
+// A percent-encoded header value, decoded; nullopt on a bad escape.
+std::optional<std::string> PercentDecoded(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out.push_back(text[i]);
+      continue;
+    }
+    if (i + 2 >= text.size()) return std::nullopt;
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(text.data() + i + 1, text.data() + i + 3, value, 16);
+    if (ec != std::errc() || end != text.data() + i + 3) return std::nullopt;
+    out.push_back(static_cast<char>(value));
+    i += 2;
+  }
+  return out;
+}
+
+// RFC 5987 encoding of a file name for Content-Disposition's filename*.
+std::string Rfc5987(std::string_view name) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') ||
+        c == '.' || c == '-' || c == '_') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 15]);
+    }
+  }
+  return out;
+}
+
+void UploadAttachment(messaging::Messaging& messaging, core::WorkerPool& pool, Request& req,
+                      Reply reply) {
+  auto name = PercentDecoded(req.Header("x-attachment-name"));
+  if (!name || !messaging::IsValidAttachmentName(*name)) {
+    return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                               "X-Attachment-Name is a percent-encoded UTF-8 name of at most "
+                               "255 bytes, without control characters or slashes"));
+  }
+  if (req.body.empty()) {
+    return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                               "the body is the attachment's bytes"));
+  }
+  // The type comes from the bytes alone, never from Content-Type or the name.
+  if (!messaging::IsAllowedContentType(messaging::SniffContentType(req.body))) {
+    return reply(ErrorResponse(req.request_id, ApiError::kUnsupportedMediaType,
+                               "attachments may be images (JPEG, PNG, GIF, WebP, HEIC), PDF or "
+                               "plain text"));
+  }
+  auto bytes = std::make_shared<std::string>(std::move(req.body));
+  OnPool(pool, req, std::move(reply),
+         [&messaging, caller = req.principal, origin = Origin(req), id = req.request_id,
+          conversation = std::string(req.Param("id")), name = std::move(*name), bytes] {
+           std::string problem;
+           auto a = messaging.UploadAttachment(caller, conversation, name, std::move(*bytes),
+                                               origin, &problem);
+           if (!a) return Refusal(id, a.error(), problem);
+           return JsonResponse(201, {{"id", a->id},
+                                     {"conversation_id", a->conversation_id},
+                                     {"content_type", a->content_type},
+                                     {"size", a->size}});
+         });
+}
+
+void DownloadAttachment(messaging::Messaging& messaging, core::WorkerPool& pool, Request& req,
+                        Reply reply) {
+  OnPool(pool, req, std::move(reply),
+         [&messaging, caller = req.principal, origin = Origin(req), id = req.request_id,
+          attachment = std::string(req.Param("id"))] {
+           auto content = messaging.DownloadAttachment(caller, attachment, origin);
+           if (!content) return Refusal(id, content.error(), "");
+           Response r;
+           r.status = 200;
+           r.content_type = content->info.content_type;
+           // Always a download, never rendered by the browser in the app's
+           // origin; the name only in the encoded form.
+           std::string disposition = "attachment; filename=\"attachment." +
+                                     std::string(messaging::ExtensionFor(r.content_type)) + "\"";
+           if (!content->name.empty()) {
+             disposition += "; filename*=UTF-8''" + Rfc5987(content->name);
+           }
+           r.headers.emplace_back("content-disposition", std::move(disposition));
+           r.body = std::move(content->bytes);
+           return r;
+         });
 }
 
 void ListMessages(messaging::Messaging& messaging, core::WorkerPool& pool, Request& req,
@@ -154,7 +285,7 @@ void ListMessages(messaging::Messaging& messaging, core::WorkerPool& pool, Reque
 }  // namespace
 
 void AddMessagingRoutes(Router& router, messaging::Messaging& messaging, core::WorkerPool& pool,
-                        const JsonLimits& limits) {
+                        const JsonLimits& limits, const MessagingRouteOptions& options) {
   router.Add(Method::kPost, "/api/v1/conversations", Access::Needs(Permission::kMessagesSend),
              [&messaging, &pool, limits](Request& req, Reply reply) {
                CreateConversation(messaging, pool, limits, req, std::move(reply));
@@ -191,15 +322,61 @@ void AddMessagingRoutes(Router& router, messaging::Messaging& messaging, core::W
              Access::Needs(Permission::kMessagesSend),
              [&messaging, &pool, limits](Request& req, Reply reply) {
                Response error;
-               auto fields = StringFields(req, limits, {"title"}, &error);
-               if (!fields) return reply(std::move(error));
+               auto body = ParseJsonObjectBody(req, limits, &error);
+               if (!body) return reply(std::move(error));
+               if (!OnlyKnownKeys(req, *body, {"title", "message_lifespan_days"}, &error)) {
+                 return reply(std::move(error));
+               }
+               messaging::ConversationChange change;
+               if (const auto* t = body->if_contains("title")) {
+                 if (!t->is_string()) {
+                   return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                              "\"title\" is a string"));
+                 }
+                 change.title = std::string(t->as_string());
+               }
+               if (const auto* d = body->if_contains("message_lifespan_days")) {
+                 if (d->is_null()) {
+                   change.message_lifespan_days = std::optional<int>();
+                 } else if (auto days = IntIn(*d, 1, 36500)) {
+                   change.message_lifespan_days = days;
+                 } else {
+                   return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                              "message_lifespan_days must be 1 to 36500, or null"));
+                 }
+               }
+               if (!change.title && !change.message_lifespan_days) {
+                 return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                            "nothing to change"));
+               }
                OnPool(pool, req, std::move(reply),
                       [&messaging, caller = req.principal, origin = Origin(req),
                        id = req.request_id, conversation = std::string(req.Param("id")),
-                       title = (*fields)["title"]] {
+                       change = std::move(change)] {
                         std::string problem;
-                        auto c = messaging.Rename(caller, conversation, title, origin, &problem);
+                        auto c = messaging.Update(caller, conversation, change, origin, &problem);
                         if (!c) return Refusal(id, c.error(), problem);
+                        return JsonResponse(200, messaging::ConversationJson(*c));
+                      });
+             });
+
+  router.Add(Method::kPut, "/api/v1/conversations/{id}/legal-hold",
+             Access::Needs(Permission::kOrgManage).Sensitive(),
+             [&messaging, &pool, limits](Request& req, Reply reply) {
+               Response error;
+               auto body = ParseJsonObjectBody(req, limits, &error);
+               if (!body) return reply(std::move(error));
+               const auto* hold = body->if_contains("legal_hold");
+               if (body->size() != 1 || hold == nullptr || !hold->is_bool()) {
+                 return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
+                                            "the body is {\"legal_hold\": true or false}"));
+               }
+               OnPool(pool, req, std::move(reply),
+                      [&messaging, caller = req.principal, origin = Origin(req),
+                       id = req.request_id, conversation = std::string(req.Param("id")),
+                       on = hold->as_bool()] {
+                        auto c = messaging.SetLegalHold(caller, conversation, on, origin);
+                        if (!c) return Refusal(id, c.error(), "");
                         return JsonResponse(200, messaging::ConversationJson(*c));
                       });
              });
@@ -241,6 +418,23 @@ void AddMessagingRoutes(Router& router, messaging::Messaging& messaging, core::W
              Access::Needs(Permission::kMessagesSend),
              [&messaging, limits](Request& req, Reply reply) {
                SendMessage(messaging, limits, req, std::move(reply));
+             });
+
+  router.Add(Method::kPost, "/api/v1/messages/{id}/forward",
+             Access::Needs(Permission::kMessagesSend),
+             [&messaging, limits](Request& req, Reply reply) {
+               ForwardMessage(messaging, limits, req, std::move(reply));
+             });
+
+  router.AddLarge(Method::kPost, "/api/v1/conversations/{id}/attachments",
+                  Access::Needs(Permission::kMessagesSend), options.attachment_max_bytes,
+                  [&messaging, &pool](Request& req, Reply reply) {
+                    UploadAttachment(messaging, pool, req, std::move(reply));
+                  });
+
+  router.Add(Method::kGet, "/api/v1/attachments/{id}", Access::Needs(Permission::kMessagesRead),
+             [&messaging, &pool](Request& req, Reply reply) {
+               DownloadAttachment(messaging, pool, req, std::move(reply));
              });
 
   router.Add(Method::kGet, "/api/v1/conversations/{id}/messages",

@@ -31,7 +31,8 @@ boost::json::object OrgJson(const identity::OrgRecord& o) {
             {"absolute_timeout_hours", s.absolute_timeout_hours},
             {"message_lifespan_days", lifespan},
             {"dormant_after_days", s.dormant_after_days},
-            {"break_glass_minutes", s.break_glass_minutes}}}};
+            {"break_glass_minutes", s.break_glass_minutes},
+            {"do_not_forward_default", s.do_not_forward_default}}}};
 }
 
 boost::json::object RoleJson(const identity::RoleRecord& r) {
@@ -54,6 +55,9 @@ std::optional<identity::OrgSettingsChange> ParseSettings(const boost::json::obje
     if (key == "mfa_required") {
       if (!v.is_bool()) return std::nullopt;
       c.mfa_required = v.as_bool();
+    } else if (key == "do_not_forward_default") {
+      if (!v.is_bool()) return std::nullopt;
+      c.do_not_forward_default = v.as_bool();
     } else if (key == "idle_timeout_minutes") {
       if (!(c.idle_timeout_minutes = integer())) return std::nullopt;
     } else if (key == "absolute_timeout_hours") {

@@ -91,6 +91,9 @@ struct Route {
   Access access;
   Handler handler;             // for plain requests
   WebSocketFactory websocket;  // set for routes that upgrade to a WebSocket
+  // A body limit of its own (attachments), instead of limits.max_body_bytes;
+  // 0: the server's. Read from the route before the body is.
+  std::int64_t max_body_bytes = 0;
 
   // Parsed pattern: literal segments and parameter names ("{id}" -> "id").
   struct Segment {
@@ -105,6 +108,9 @@ class Router {
   // Registers a route. Throws std::logic_error on a malformed pattern or a
   // duplicate (method, pattern): both are programming errors found at start.
   void Add(Method method, SafeText pattern, Access access, Handler handler);
+  // The same, for a route whose bodies may be larger than the server's limit.
+  void AddLarge(Method method, SafeText pattern, Access access, std::int64_t max_body_bytes,
+                Handler handler);
   void AddWebSocket(SafeText pattern, Access access, WebSocketFactory factory);
 
   struct Match {
@@ -116,6 +122,8 @@ class Router {
   // Matches a percent-encoded path. Parameters are percent-decoded; a path
   // whose segments do not decode to valid, NUL-free text matches nothing.
   Match Find(Method method, std::string_view path) const;
+  // The largest body limit any route declared (AddLarge); 0 when none did.
+  std::int64_t largest_body_limit() const { return largest_body_limit_; }
 
   // Routes `request` and answers it through `reply`: 404 or 405 (with
   // Allow) as JSON errors when nothing matches, 426 for a WebSocket route
@@ -146,6 +154,7 @@ class Router {
   DenialRecorder denial_recorder_;
   Route& AddRoute(Method method, SafeText pattern, Access access);
   std::vector<std::unique_ptr<Route>> routes_;
+  std::int64_t largest_body_limit_ = 0;
 };
 
 }  // namespace cw::api

@@ -72,8 +72,11 @@ void AddAuditRoutes(Router& router, storage::Database& db, core::WorkerPool& poo
 // Conversations, messages, receipts and recall (docs/openapi.yaml). Reads
 // run on `pool`; sends are sealed on the I/O thread and answered from the
 // writer once durable.
+struct MessagingRouteOptions {
+  std::int64_t attachment_max_bytes = 25 << 20;
+};
 void AddMessagingRoutes(Router& router, messaging::Messaging& messaging, core::WorkerPool& pool,
-                        const JsonLimits& limits);
+                        const JsonLimits& limits, const MessagingRouteOptions& options);
 
 // What the event stream is built on. Replays run on `pool`, which should
 // not be the pool sign-ins wait for.

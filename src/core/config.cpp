@@ -156,6 +156,25 @@ const std::vector<KeyDef>& Defs() {
       Int("auth.revocation_poll_ms", &C::auth, &C::Auth::revocation_poll_ms, 100, 10'000,
           "How often live WebSockets are checked against ended sessions; a revoked session's "
           "socket closes within about this time."),
+      Int("messaging.attachment_max_bytes", &C::messaging, &C::Messaging::attachment_max_bytes,
+          1, 1LL << 30,
+          "The largest attachment, in bytes (25 MiB by default). At most 8 uploads larger than "
+          "`limits.max_body_bytes` are read at once; more are refused with 503."),
+      Int("messaging.urgent_remind_after_ms", &C::messaging,
+          &C::Messaging::urgent_remind_after_ms, 1'000, 86'400'000,
+          "An urgent message unread this long is notified again to the members who have not "
+          "read it."),
+      Int("messaging.urgent_escalate_after_ms", &C::messaging,
+          &C::Messaging::urgent_escalate_after_ms, 1'000, 86'400'000,
+          "An urgent message unread this long is escalated to its conversation's admins."),
+      Int("messaging.jobs_interval_ms", &C::messaging, &C::Messaging::jobs_interval_ms, 100,
+          86'400'000,
+          "How often expired messages are purged and urgent messages followed up."),
+      Str("messaging.push_sink_file", &C::messaging, &C::Messaging::push_sink_file,
+          "A file where every push notification that would be sent is recorded as a JSON line "
+          "(conversation id, kind and a fixed text; never PHI). Empty: none are recorded. For "
+          "tests and for checking what leaves the server.",
+          {}),
       Str("log.level", &C::log, &C::Log::level, "Least severe level written.",
           {"debug", "info", "warn", "error"}),
       Bool("diagnostics.write_probe", &C::diagnostics, &C::Diagnostics::write_probe,

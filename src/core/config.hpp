@@ -76,6 +76,14 @@ struct Config {
     std::int64_t revocation_poll_ms = 1'000;
   } auth;
 
+  struct Messaging {
+    std::int64_t attachment_max_bytes = 25 << 20;
+    std::int64_t urgent_remind_after_ms = 300'000;
+    std::int64_t urgent_escalate_after_ms = 900'000;
+    std::int64_t jobs_interval_ms = 10'000;
+    std::string push_sink_file;  // empty: notifications are not recorded
+  } messaging;
+
   struct Log {
     std::string level = "info";
   } log;

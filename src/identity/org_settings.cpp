@@ -16,8 +16,8 @@ namespace {
 Result<std::optional<OrgRecord>> ReadOrg(storage::Transaction& tx, const std::string& org_id) {
   auto row = tx.QueryOne(
       "SELECT id, slug, name, created_at, mfa_required, idle_timeout_minutes, "
-      "absolute_timeout_hours, message_lifespan_days, dormant_after_days, break_glass_minutes "
-      "FROM organizations WHERE id = ?",
+      "absolute_timeout_hours, message_lifespan_days, dormant_after_days, break_glass_minutes, "
+      "do_not_forward_default FROM organizations WHERE id = ?",
       {org_id});
   if (!row) return row.error();
   if (!*row) return std::optional<OrgRecord>();
@@ -29,6 +29,7 @@ Result<std::optional<OrgRecord>> ReadOrg(storage::Transaction& tx, const std::st
   if (!r.IsNull(7)) o.settings.message_lifespan_days = static_cast<int>(r.Int(7));
   o.settings.dormant_after_days = static_cast<int>(r.Int(8));
   o.settings.break_glass_minutes = static_cast<int>(r.Int(9));
+  o.settings.do_not_forward_default = r.Int(10) != 0;
   return std::optional<OrgRecord>(std::move(o));
 }
 
@@ -85,6 +86,12 @@ Result<OrgRecord> OrgSettingsStore::Update(const Principal& actor, const OrgSett
       changed["mfa_required"] = {{"from", s.mfa_required}, {"to", *change.mfa_required}};
       s.mfa_required = *change.mfa_required;
     }
+    if (change.do_not_forward_default &&
+        *change.do_not_forward_default != s.do_not_forward_default) {
+      changed["do_not_forward_default"] = {{"from", s.do_not_forward_default},
+                                           {"to", *change.do_not_forward_default}};
+      s.do_not_forward_default = *change.do_not_forward_default;
+    }
     set_int("idle_timeout_minutes", change.idle_timeout_minutes, s.idle_timeout_minutes);
     set_int("absolute_timeout_hours", change.absolute_timeout_hours, s.absolute_timeout_hours);
     set_int("dormant_after_days", change.dormant_after_days, s.dormant_after_days);
@@ -105,10 +112,11 @@ Result<OrgRecord> OrgSettingsStore::Update(const Principal& actor, const OrgSett
     auto r = tx.Execute(
         "UPDATE organizations SET mfa_required = ?, idle_timeout_minutes = ?, "
         "absolute_timeout_hours = ?, message_lifespan_days = ?, dormant_after_days = ?, "
-        "break_glass_minutes = ? WHERE id = ?",
+        "break_glass_minutes = ?, do_not_forward_default = ? WHERE id = ?",
         {std::int64_t{s.mfa_required}, std::int64_t{s.idle_timeout_minutes},
          std::int64_t{s.absolute_timeout_hours}, lifespan_value, std::int64_t{s.dormant_after_days},
-         std::int64_t{s.break_glass_minutes}, actor.org_id});
+         std::int64_t{s.break_glass_minutes}, std::int64_t{s.do_not_forward_default},
+         actor.org_id});
     if (!r) return r.error();
     out = **before;
     out->settings = s;

@@ -29,6 +29,7 @@ struct OrgSettings {
   std::optional<int> message_lifespan_days;  // 1 to 36500; none: kept
   int dormant_after_days = 90;       // 0 (never) to 3650
   int break_glass_minutes = 60;      // 5 to 480
+  bool do_not_forward_default = false;  // new messages are marked "do not forward"
 };
 
 struct OrgRecord {
@@ -49,6 +50,7 @@ struct OrgSettingsChange {
   bool clear_message_lifespan = false;
   std::optional<int> dormant_after_days;
   std::optional<int> break_glass_minutes;
+  std::optional<bool> do_not_forward_default;
 };
 
 struct RoleRecord {

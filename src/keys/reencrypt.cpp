@@ -20,6 +20,7 @@ constexpr SealedColumn kSealedColumns[] = {
     {"mfa_factors", "secret"},
     {"break_glass", "reason"},
     {"messages", "body"},  // NULL once recalled or purged
+    {"attachments", "name"},
 };
 
 struct Pending {

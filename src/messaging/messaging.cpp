@@ -15,17 +15,16 @@
 #include "core/time.hpp"
 #include "core/utf8.hpp"
 #include "identity/organizations.hpp"
+#include "messaging/internal.hpp"
 #include "messaging/render.hpp"
 
 namespace cw::messaging {
-namespace {
+namespace internal {
 
 using storage::Row;
 using storage::Transaction;
 using storage::Value;
 
-constexpr std::string_view kTable = "messages";
-constexpr std::string_view kColumn = "body";
 
 Value Nullable(const std::string& s) {
   if (s.empty()) return nullptr;
@@ -128,15 +127,6 @@ Result<int> IsActiveUser(Transaction& tx, const std::string& org_id, const std::
   return row->has_value() ? 1 : 0;
 }
 
-struct EventRow {
-  std::string org_id;
-  std::string conversation_id;
-  std::string_view type;
-  std::string message_id;
-  std::string user_id;
-  std::string status;
-  std::string recipient_id;
-};
 
 Result<std::int64_t> AppendEvent(Transaction& tx, const EventRow& e, const std::string& now) {
   auto row = tx.QueryOne(
@@ -165,15 +155,7 @@ Status AnnounceConversation(Transaction& tx, const Conversation& c, const std::s
   return Ok();
 }
 
-// Message rows as selected by kMessageColumns, body still sealed.
-constexpr std::string_view kMessageColumns =
-    "id, conversation_id, seq, sender_id, body, priority, coalesce(reply_to, ''), created_at, "
-    "coalesce(recalled_at, '')";
 
-struct SealedMessage {
-  Message message;
-  storage::Blob sealed;  // empty once recalled
-};
 
 SealedMessage MessageFromRow(const Row& r) {
   SealedMessage out;
@@ -187,6 +169,9 @@ SealedMessage MessageFromRow(const Row& r) {
   m.reply_to = r.Text(6);
   m.created_at = r.Text(7);
   m.recalled_at = r.Text(8);
+  m.do_not_forward = r.Int(9) != 0;
+  m.forwarded_from = r.Text(10);
+  m.expired_at = r.Text(11);
   return out;
 }
 
@@ -242,10 +227,13 @@ Status TellSender(Transaction& tx, const std::string& org_id, const std::string&
   return Ok();
 }
 
-}  // namespace
+}  // namespace internal
 
-Messaging::Messaging(storage::Database& db, keys::KeyStore& keys, LiveHub& hub)
-    : db_(db), keys_(keys), hub_(hub) {}
+using namespace internal;
+
+Messaging::Messaging(storage::Database& db, keys::KeyStore& keys, LiveHub& hub,
+                     PushDispatcher* push)
+    : db_(db), keys_(keys), hub_(hub), push_(push) {}
 
 Messaging::~Messaging() = default;
 
@@ -401,30 +389,99 @@ Result<Conversation> Messaging::GetConversation(const Principal& caller, const s
   return out;
 }
 
-Result<Conversation> Messaging::Rename(const Principal& caller, const std::string& id,
-                                       const std::string& title, const RequestOrigin& origin,
-                                       std::string* problem) {
-  if (!identity::IsPlainText(title, kMaxTitleBytes) || title.empty()) {
+Result<Conversation> Messaging::Update(const Principal& caller, const std::string& id,
+                                       const ConversationChange& change,
+                                       const RequestOrigin& origin, std::string* problem) {
+  if (change.title && (!identity::IsPlainText(*change.title, kMaxTitleBytes) ||
+                       change.title->empty())) {
     *problem = "a title is 1 to 200 bytes of plain text";
+    return core::Error::kInvalidArgument;
+  }
+  if (change.message_lifespan_days && *change.message_lifespan_days &&
+      (**change.message_lifespan_days < 1 || **change.message_lifespan_days > 36500)) {
+    *problem = "message_lifespan_days must be 1 to 36500, or null";
     return core::Error::kInvalidArgument;
   }
   Conversation result;
   auto written = WriteAndPublish([&](Transaction& tx, std::vector<LiveEvent>& out) -> Status {
     auto c = LoadVisible(tx, caller, id);
     if (!c) return c.error();
-    if (c->kind != "group") {
+    if (change.title && c->kind != "group") {
       *problem = "a direct conversation has no title";
       return core::Error::kInvalidArgument;
     }
-    if (RoleOf(*c, caller.user_id) != "admin") return core::Error::kPermissionDenied;
-    const std::string now = core::NowRfc3339();
-    auto updated = tx.Execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
-                              {title, now, id});
-    if (!updated) return updated.error();
-    c->title = title;
+    // A group is changed by its admins; a direct conversation by either
+    // of its two members.
+    if (c->kind == "group" && RoleOf(*c, caller.user_id) != "admin") {
+      return core::Error::kPermissionDenied;
+    }
+    boost::json::object changed;
+    if (change.title && *change.title != c->title) {
+      c->title = *change.title;
+      changed["title"] = true;  // the fact of the change; the title itself may name a patient
+    }
+    if (change.message_lifespan_days) {
+      const int days = change.message_lifespan_days->value_or(0);
+      if (days > 0) {
+        auto org = tx.QueryOne("SELECT message_lifespan_days FROM organizations WHERE id = ?",
+                               {caller.org_id});
+        if (!org) return org.error();
+        if (*org && !(*org)->IsNull(0) && days > (*org)->Int(0)) {
+          *problem = "a conversation's message lifespan may only be shorter than the "
+                     "organization's";
+          return core::Error::kInvalidArgument;
+        }
+      }
+      if (days != c->message_lifespan_days) {
+        boost::json::value from = nullptr, to = nullptr;
+        if (c->message_lifespan_days > 0) from = c->message_lifespan_days;
+        if (days > 0) to = days;
+        changed["message_lifespan_days"] = {{"from", from}, {"to", to}};
+        c->message_lifespan_days = days;
+      }
+    }
     result = *c;
+    if (changed.empty()) return Ok();
+    const std::string now = core::NowRfc3339();
+    storage::Value lifespan = nullptr;
+    if (c->message_lifespan_days > 0) lifespan = std::int64_t{c->message_lifespan_days};
+    auto updated = tx.Execute(
+        "UPDATE conversations SET title = ?, message_lifespan_days = ?, updated_at = ? "
+        "WHERE id = ?",
+        {Nullable(c->title), lifespan, now, id});
+    if (!updated) return updated.error();
     if (auto s = AnnounceConversation(tx, result, caller.org_id, now, out); !s) return s;
-    return audit::Record(tx, AuditFor(caller, origin, "conversation.renamed", "conversation", id),
+    return audit::Record(tx,
+                         AuditFor(caller, origin, "conversation.updated", "conversation", id,
+                                  Details(std::move(changed))),
+                         now);
+  });
+  if (!written) return written.error();
+  return result;
+}
+
+Result<Conversation> Messaging::SetLegalHold(const Principal& actor, const std::string& id,
+                                             bool on, const RequestOrigin& origin) {
+  if (!IsConversationId(id)) return core::Error::kNotFound;
+  Conversation result;
+  auto written = WriteAndPublish([&](Transaction& tx, std::vector<LiveEvent>&) -> Status {
+    auto c = LoadConversation(tx, actor.org_id, id);
+    if (!c) return c.error();
+    if (!*c) return core::Error::kNotFound;
+    result = std::move(**c);
+    if (result.legal_hold == on) return Ok();
+    const std::string now = core::NowRfc3339();
+    auto updated = tx.Execute("UPDATE conversations SET legal_hold = ? WHERE id = ?",
+                              {std::int64_t{on}, id});
+    if (!updated) return updated.error();
+    result.legal_hold = on;
+    // Members are not told: a hold may be confidential. Recall and purge
+    // simply stop.
+    return audit::Record(tx,
+                         AuditFor(actor, origin,
+                                  on ? "conversation.legal_hold_set"
+                                     : "conversation.legal_hold_released",
+                                  "conversation", id),
                          now);
   });
   if (!written) return written.error();
@@ -548,7 +605,12 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
          "client_txn_id is 1 to 64 characters of letters, digits and . _ : -");
     return;
   }
-  if (!IsValidBody(request.body)) {
+  if (request.attachment_ids.size() > kMaxAttachmentsPerMessage) {
+    done(core::Error::kInvalidArgument, "a message carries at most 10 attachments");
+    return;
+  }
+  // A message with attachments may have no text.
+  if (!(request.body.empty() && !request.attachment_ids.empty()) && !IsValidBody(request.body)) {
     done(core::Error::kInvalidArgument,
          "body is 1 to 10000 characters of UTF-8 text without control characters");
     return;
@@ -584,6 +646,7 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
   m.sender_id = caller.user_id;
   m.priority = state->request.priority;
   m.reply_to = state->request.reply_to;
+  m.forwarded_from = state->request.forwarded_from;
 
   // Sealed here, off the single writer thread; a retry that turns out to
   // repeat an earlier send discards it.
@@ -618,6 +681,9 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
           state->replay = true;
           state->replay_sealed = std::move(earlier.sealed);
           msg = std::move(earlier.message);
+          auto attached = AttachmentsOf(tx, msg.id);
+          if (!attached) return attached.error();
+          msg.attachments = std::move(*attached);
           return Ok();
         }
         if (!msg.reply_to.empty()) {
@@ -628,6 +694,29 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
             state->problem = "reply_to is a message id of this conversation";
             return core::Error::kInvalidArgument;
           }
+        }
+        if (!msg.forwarded_from.empty()) {
+          // Checked again here, where it cannot change underneath: the
+          // source may have been marked, recalled or left since it was read.
+          auto source = tx.QueryOne(
+              "SELECT m.do_not_forward, m.body IS NULL FROM messages m JOIN conversations c ON "
+              "c.id = m.conversation_id JOIN conversation_members cm ON cm.conversation_id = "
+              "m.conversation_id AND cm.user_id = ? WHERE m.id = ? AND c.org_id = ?",
+              {who.user_id, msg.forwarded_from, who.org_id});
+          if (!source) return source.error();
+          if (!*source || (*source)->Int(1) != 0) return core::Error::kNotFound;
+          if ((*source)->Int(0) != 0) {
+            state->problem = "this message is marked do not forward";
+            return core::Error::kPermissionDenied;
+          }
+        }
+        if (state->request.do_not_forward) {
+          msg.do_not_forward = *state->request.do_not_forward;
+        } else {
+          auto org = tx.QueryOne("SELECT do_not_forward_default FROM organizations WHERE id = ?",
+                                 {who.org_id});
+          if (!org) return org.error();
+          msg.do_not_forward = *org && (*org)->Int(0) != 0;
         }
         const std::string now = core::NowRfc3339();
         auto seq = tx.QueryOne(
@@ -640,10 +729,29 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
         msg.created_at = now;
         auto inserted = tx.Execute(
             "INSERT INTO messages (id, org_id, conversation_id, seq, sender_id, client_txn_id, "
-            "body, priority, reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "body, priority, reply_to, do_not_forward, forwarded_from, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             {msg.id, who.org_id, msg.conversation_id, msg.seq, who.user_id,
-             state->request.client_txn_id, blob, msg.priority, Nullable(msg.reply_to), now});
+             state->request.client_txn_id, blob, msg.priority, Nullable(msg.reply_to),
+             std::int64_t{msg.do_not_forward}, Nullable(msg.forwarded_from), now});
         if (!inserted) return inserted.error();
+        for (const std::string& attachment : state->request.attachment_ids) {
+          auto attached = tx.Execute(
+              "UPDATE attachments SET message_id = ? WHERE id = ? AND org_id = ? AND "
+              "conversation_id = ? AND uploader_id = ? AND message_id IS NULL AND "
+              "destroyed_at IS NULL",
+              {msg.id, attachment, who.org_id, msg.conversation_id, who.user_id});
+          if (!attached) return attached.error();
+          if (*attached != 1) {
+            state->problem = "attachments must be your own unsent uploads to this conversation";
+            return core::Error::kInvalidArgument;
+          }
+        }
+        if (!state->request.attachment_ids.empty()) {
+          auto attached = AttachmentsOf(tx, msg.id);
+          if (!attached) return attached.error();
+          msg.attachments = std::move(*attached);
+        }
         auto receipts = tx.Execute(
             "INSERT INTO message_receipts (message_id, user_id) SELECT ?, user_id FROM "
             "conversation_members WHERE conversation_id = ? AND user_id != ?",
@@ -658,10 +766,13 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
         state->audience = std::move(*audience);
         return audit::Record(
             tx,
-            AuditFor(who, state->origin, "message.sent", "message", msg.id,
+            AuditFor(who, state->origin,
+                     msg.forwarded_from.empty() ? "message.sent" : "message.forwarded", "message",
+                     msg.id,
                      Details({{"conversation_id", msg.conversation_id},
                               {"seq", msg.seq},
-                              {"priority", msg.priority}})),
+                              {"priority", msg.priority},
+                              {"forwarded_from", msg.forwarded_from}})),
             now);
       },
       [this, state, done = std::move(done)](Status status) {
@@ -683,7 +794,8 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
             const bool same = std::string_view(reinterpret_cast<const char*>(plain->data()),
                                                plain->size()) == state->request.body;
             sodium_memzero(plain->data(), plain->size());
-            if (!same || msg.priority != state->request.priority) {
+            if (!same || msg.priority != state->request.priority ||
+                msg.forwarded_from != state->request.forwarded_from) {
               done(core::Error::kConflict, "client_txn_id was used for another message");
               return;
             }
@@ -700,9 +812,59 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
         live.frame = std::make_shared<const std::string>(render::MessageCreated(state->cursor, msg));
         live.message_id = msg.id;
         live.sender_id = msg.sender_id;
+        if (push_ != nullptr) {
+          const PushKind kind = msg.priority == "urgent" ? PushKind::kUrgent : PushKind::kMessage;
+          for (const std::string& member : live.audience) {
+            if (member != msg.sender_id) push_->Enqueue({member, msg.conversation_id, kind});
+          }
+        }
         hub_.Publish({std::move(live)});
         done(msg, "");
       });
+}
+
+void Messaging::Forward(const Principal& caller, const std::string& message_id,
+                        const std::string& to_conversation, const std::string& client_txn_id,
+                        const RequestOrigin& origin, SendDone done) {
+  if (!IsMessageId(message_id)) {
+    done(core::Error::kNotFound, "");
+    return;
+  }
+  std::optional<SealedMessage> source;
+  auto read = db_.Read([&](Transaction& tx) -> Status {
+    auto visible = FindVisibleMessage(tx, caller, message_id);
+    if (!visible) return visible.error();
+    auto row = tx.QueryOne("SELECT " + std::string(kMessageColumns) + " FROM messages WHERE id = ?",
+                           {message_id});
+    if (!row) return row.error();
+    if (!*row) return core::Error::kNotFound;
+    source = MessageFromRow(**row);
+    return Ok();
+  });
+  if (!read) {
+    done(read.error(), "");
+    return;
+  }
+  if (source->message.do_not_forward) {
+    done(core::Error::kPermissionDenied, "this message is marked do not forward");
+    return;
+  }
+  if (source->sealed.empty()) {
+    done(core::Error::kNotFound, "");
+    return;
+  }
+  auto plain = keys_.Open({caller.org_id, kTable, kColumn, message_id}, source->sealed);
+  if (!plain) {
+    done(plain.error(), "");
+    return;
+  }
+  NewMessage copy;
+  copy.client_txn_id = client_txn_id;
+  copy.body.assign(reinterpret_cast<const char*>(plain->data()), plain->size());
+  sodium_memzero(plain->data(), plain->size());
+  copy.priority = "routine";
+  copy.forwarded_from = message_id;
+  Send(caller, to_conversation, std::move(copy), origin, std::move(done));
 }
 
 Result<std::vector<Message>> Messaging::ListMessages(const Principal& caller,
@@ -713,13 +875,21 @@ Result<std::vector<Message>> Messaging::ListMessages(const Principal& caller,
   auto read = db_.Read([&](Transaction& tx) -> Status {
     auto c = LoadVisible(tx, caller, conversation_id);
     if (!c) return c.error();
-    return tx.Query("SELECT " + std::string(kMessageColumns) +
+    auto status = tx.Query("SELECT " + std::string(kMessageColumns) +
                         " FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                     {conversation_id, after_seq, static_cast<std::int64_t>(limit)},
                     [&](const Row& r) -> Status {
                       rows.push_back(MessageFromRow(r));
                       return Ok();
                     });
+    if (!status) return status;
+    for (SealedMessage& row : rows) {
+      if (row.sealed.empty()) continue;
+      auto attached = AttachmentsOf(tx, row.message.id);
+      if (!attached) return attached.error();
+      row.message.attachments = std::move(*attached);
+    }
+    return Ok();
   });
   if (!read) return read.error();
   std::vector<Message> out;
@@ -811,6 +981,7 @@ Status Messaging::Recall(const Principal& caller, const std::string& message_id,
         "UPDATE messages SET body = NULL, recalled_at = ?, recalled_by = ? WHERE id = ?",
         {now, caller.user_id, message_id});
     if (!changed) return changed.error();
+    if (auto s = DestroyAttachments(tx, message_id, now); !s) return s;
     auto cursor = AppendEvent(
         tx, {caller.org_id, m->conversation_id, "message.recalled", message_id, {}, {}, {}}, now);
     if (!cursor) return cursor.error();
@@ -914,7 +1085,14 @@ Result<Messaging::ReplayPage> Messaging::Replay(const std::string& org_id,
             "SELECT " + std::string(kMessageColumns) + " FROM messages WHERE id = ?",
             {p.message_id});
         if (!row) return row.error();
-        if (*row) p.message = MessageFromRow(**row);
+        if (*row) {
+          p.message = MessageFromRow(**row);
+          if (!p.message->sealed.empty()) {
+            auto attached = AttachmentsOf(tx, p.message_id);
+            if (!attached) return attached.error();
+            p.message->message.attachments = std::move(*attached);
+          }
+        }
       } else if (p.type == "conversation.updated") {
         auto it = conversations.find(p.conversation_id);
         if (it == conversations.end()) {
@@ -949,6 +1127,8 @@ Result<Messaging::ReplayPage> Messaging::Replay(const std::string& org_id,
       if (m.body) sodium_memzero(m.body->data(), m.body->size());
     } else if (p.type == "message.recalled") {
       frame.text = render::MessageRecalled(p.cursor, p.conversation_id, p.message_id);
+    } else if (p.type == "message.expired") {
+      frame.text = render::MessageExpired(p.cursor, p.conversation_id, p.message_id);
     } else if (p.type == "receipt") {
       frame.text =
           render::ReceiptFrame(p.cursor, p.conversation_id, p.message_id, p.user_id, p.status);

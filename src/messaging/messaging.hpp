@@ -18,6 +18,7 @@
 // different message, recall under legal hold); storage errors.
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -33,6 +34,7 @@
 #include "identity/sessions.hpp"
 #include "keys/key_store.hpp"
 #include "messaging/live_hub.hpp"
+#include "messaging/push.hpp"
 #include "storage/database.hpp"
 
 namespace cw::messaging {
@@ -64,16 +66,30 @@ struct Conversation {
   int message_lifespan_days = 0;  // 0: the organization's
 };
 
+// A file sent with a message: its sniffed type and size. Its name is sealed
+// and shown only when it is downloaded.
+struct Attachment {
+  std::string id;
+  std::string conversation_id;
+  std::string message_id;  // empty until a message carries it
+  std::string content_type;
+  std::int64_t size = 0;
+};
+
 struct Message {
   std::string id;
   std::string conversation_id;
   std::int64_t seq = 0;
   std::string sender_id;
-  std::optional<std::string> body;  // nullopt once recalled
+  std::optional<std::string> body;  // nullopt once recalled or expired
   std::string priority;             // "routine" or "urgent"
   std::string reply_to;
+  bool do_not_forward = false;
+  std::string forwarded_from;  // the message this one copies
   std::string created_at;
   std::string recalled_at;
+  std::string expired_at;  // its lifespan ended and the job purged it
+  std::vector<Attachment> attachments;  // none once recalled or expired
 };
 
 struct Receipt {
@@ -93,6 +109,31 @@ struct NewMessage {
   std::string body;
   std::string priority = "routine";
   std::string reply_to;
+  std::optional<bool> do_not_forward;  // absent: the organization's default
+  std::string forwarded_from;          // set by Forward
+  std::vector<std::string> attachment_ids;  // uploaded by the sender to this conversation
+};
+
+inline constexpr std::size_t kMaxAttachmentsPerMessage = 10;
+
+// A downloaded attachment: its bytes and its name, opened.
+struct AttachmentContent {
+  Attachment info;
+  std::string name;
+  std::string bytes;
+};
+
+// A change to a conversation; absent fields stay.
+struct ConversationChange {
+  std::optional<std::string> title;
+  // Set to nullopt-inside to clear (follow the organization's).
+  std::optional<std::optional<int>> message_lifespan_days;
+};
+
+// What the follow-up jobs did in one pass.
+struct JobCounts {
+  int messages = 0;       // purged, or reminded / escalated
+  int conversations = 0;  // touched
 };
 
 bool IsConversationId(std::string_view id);
@@ -112,7 +153,9 @@ struct Frame {
 
 class Messaging {
  public:
-  Messaging(storage::Database& db, keys::KeyStore& keys, LiveHub& hub);
+  // `push` may be null: no notifications.
+  Messaging(storage::Database& db, keys::KeyStore& keys, LiveHub& hub,
+            PushDispatcher* push = nullptr);
   ~Messaging();
 
   // Creates a conversation. A direct one that exists for the pair already is
@@ -122,9 +165,15 @@ class Messaging {
                                           std::string* problem);
   Result<std::vector<Conversation>> ListConversations(const Principal& caller);
   Result<Conversation> GetConversation(const Principal& caller, const std::string& id);
-  Result<Conversation> Rename(const Principal& caller, const std::string& id,
-                              const std::string& title, const RequestOrigin& origin,
+  // A group's title (conversation admins) and the conversation's own
+  // message lifespan, which may only be shorter than the organization's.
+  Result<Conversation> Update(const Principal& caller, const std::string& id,
+                              const ConversationChange& change, const RequestOrigin& origin,
                               std::string* problem);
+  // Legal hold, set by the organization's administrators (no membership
+  // needed): while on, nothing in the conversation is recalled or purged.
+  Result<Conversation> SetLegalHold(const Principal& actor, const std::string& id, bool on,
+                                    const RequestOrigin& origin);
   Result<Conversation> AddMember(const Principal& caller, const std::string& id,
                                  const std::string& user_id, const RequestOrigin& origin,
                                  std::string* problem);
@@ -139,6 +188,24 @@ class Messaging {
   void Send(const Principal& caller, const std::string& conversation_id, NewMessage request,
             const RequestOrigin& origin, SendDone done);
 
+  // Copies a message the caller can read into another conversation of
+  // theirs, unless it is marked "do not forward" (kPermissionDenied).
+  void Forward(const Principal& caller, const std::string& message_id,
+               const std::string& to_conversation, const std::string& client_txn_id,
+               const RequestOrigin& origin, SendDone done);
+
+  // Attachments. An upload is checked (type sniffed from the bytes against
+  // the allow-list), sealed in chunks and stored for the uploader, who then
+  // sends it with a message of the same conversation; one never sent is
+  // destroyed after a day. `problem` names what is wrong with a refused one.
+  Result<Attachment> UploadAttachment(const Principal& caller, const std::string& conversation_id,
+                                      const std::string& name, std::string bytes,
+                                      const RequestOrigin& origin, std::string* problem);
+  // For members of its conversation (before it is sent, its uploader only);
+  // audited before it is answered.
+  Result<AttachmentContent> DownloadAttachment(const Principal& caller, const std::string& id,
+                                               const RequestOrigin& origin);
+
   // Messages after `after_seq`, oldest first; they count as delivered to the
   // caller, and the fetch is audited, before they are answered.
   Result<std::vector<Message>> ListMessages(const Principal& caller,
@@ -152,6 +219,17 @@ class Messaging {
                 const RequestOrigin& origin);
   // For the sender or a conversation admin.
   Result<std::vector<Receipt>> Receipts(const Principal& caller, const std::string& message_id);
+
+  // Jobs. Destroys the bodies of messages older than their conversation's
+  // (or else organization's) lifespan, except under legal hold, a batch at
+  // a time; audited per conversation, and members get message.expired.
+  Result<JobCounts> PurgeExpired(std::chrono::system_clock::time_point now, int batch = 500);
+  // Urgent messages still unread: after `remind_after`, their unread members
+  // are notified again; after `escalate_after`, the conversation's admins.
+  // Each step once per message, audited.
+  Result<JobCounts> FollowUpUrgent(std::chrono::system_clock::time_point now,
+                                   std::chrono::milliseconds remind_after,
+                                   std::chrono::milliseconds escalate_after);
 
   // The event stream. The newest cursor of the whole log.
   Result<std::int64_t> LatestCursor();
@@ -179,6 +257,7 @@ class Messaging {
   storage::Database& db_;
   keys::KeyStore& keys_;
   LiveHub& hub_;
+  PushDispatcher* push_;
   std::mutex deliveries_mu_;
   std::vector<std::array<std::string, 3>> deliveries_;  // org, user, message
   bool flush_queued_ = false;

@@ -46,6 +46,20 @@ class Recorder final : public Subscriber {
   std::vector<std::int64_t> cursors;
 };
 
+// Keeps every notification, for checking what would leave the server.
+class KeptPushes final : public PushSender {
+ public:
+  explicit KeptPushes(std::vector<std::string>* out, std::mutex* mu) : out_(out), mu_(mu) {}
+  void Send(const PushNotification& n) override {
+    std::lock_guard lock(*mu_);
+    out_->push_back(n.user_id + " " + PushPayload(n));
+  }
+
+ private:
+  std::vector<std::string>* out_;
+  std::mutex* mu_;
+};
+
 class MessagingTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -54,13 +68,34 @@ class MessagingTest : public ::testing::Test {
     db_ = Must(storage::OpenSqlite(options), "open");
     kek_ = crypto::LoadMasterKey("", "1 " + std::string(64, 'b'));
     keys_ = std::make_unique<keys::KeyStore>(*db_, kek_, std::chrono::seconds(60));
-    messaging_ = std::make_unique<Messaging>(*db_, *keys_, hub_);
+    push_ = std::make_unique<PushDispatcher>(std::make_unique<KeptPushes>(&pushes_, &pushes_mu_));
+    messaging_ = std::make_unique<Messaging>(*db_, *keys_, hub_, push_.get());
     ann_ = AddUser("north", "ann");
     bob_ = AddUser("north", "bob");
     cat_ = AddUser("north", "cat");
     eve_ = AddUser("south", "eve");
   }
-  void TearDown() override { db_->Close(); }
+  void TearDown() override {
+    db_->Close();
+    messaging_.reset();
+    push_.reset();
+  }
+
+  // Every notification sent so far (the dispatcher is drained first).
+  // Every notification sent since the last call.
+  std::vector<std::string> Pushes() {
+    push_->Drain();
+    std::lock_guard lock(pushes_mu_);
+    return std::exchange(pushes_, {});
+  }
+
+  void Exec(const std::string& sql, std::vector<storage::Value> params = {}) {
+    ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
+      auto r = tx.Execute(sql, params);
+      if (!r) return r.error();
+      return Ok();
+    }));
+  }
 
   // An organization on first use, and a user in it.
   Principal AddUser(const std::string& slug, const std::string& name) {
@@ -101,10 +136,20 @@ class MessagingTest : public ::testing::Test {
   }
 
   Result<Message> Send(const Principal& from, const std::string& conversation,
-                       const std::string& txn, const std::string& body) {
+                       const std::string& txn, const std::string& body,
+                       const std::string& priority = "routine") {
+    NewMessage m;
+    m.client_txn_id = txn;
+    m.body = body;
+    m.priority = priority;
+    return SendMessage(from, conversation, std::move(m));
+  }
+
+  Result<Message> SendMessage(const Principal& from, const std::string& conversation,
+                              NewMessage m) {
     std::promise<Result<Message>> promise;
-    messaging_->Send(from, conversation, {txn, body, "routine", ""}, origin_,
-                     [&](Result<Message> m, SafeText) { promise.set_value(std::move(m)); });
+    messaging_->Send(from, conversation, std::move(m), origin_,
+                     [&](Result<Message> r, SafeText) { promise.set_value(std::move(r)); });
     return promise.get_future().get();
   }
 
@@ -124,6 +169,9 @@ class MessagingTest : public ::testing::Test {
   std::shared_ptr<const crypto::KeyEncryptionKey> kek_;
   std::unique_ptr<keys::KeyStore> keys_;
   LiveHub hub_;
+  std::mutex pushes_mu_;
+  std::vector<std::string> pushes_;
+  std::unique_ptr<PushDispatcher> push_;
   std::unique_ptr<Messaging> messaging_;
   std::set<std::string> orgs_;
   RequestOrigin origin_{"req-test", "127.0.0.1", "test"};
@@ -296,6 +344,204 @@ TEST_F(MessagingTest, ReplayPagesThroughEveryEventOnce) {
   }
   ASSERT_EQ(seen.size(), 25u);
   for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GT(seen[i], seen[i - 1]);
+}
+
+TEST_F(MessagingTest, ExpiredMessagesArePurgedExceptUnderLegalHold) {
+  auto held = Group(ann_, {bob_.user_id});
+  auto open = Group(ann_, {bob_.user_id});
+  Must(Send(ann_, held.id, "e1", "old and held"), "send");
+  Must(Send(ann_, open.id, "e2", "old"), "send");
+  auto recent = Must(Send(ann_, open.id, "e3", "recent"), "send");
+  // Two of them are backdated 40 days; the organization keeps 30.
+  Exec("UPDATE messages SET created_at = ? WHERE client_txn_id IN ('e1', 'e2')",
+       {core::FormatRfc3339(std::chrono::system_clock::now() - std::chrono::hours(24 * 40))});
+  Exec("UPDATE organizations SET message_lifespan_days = 30 WHERE id = ?", {ann_.org_id});
+  ASSERT_TRUE(messaging_->SetLegalHold(ann_, held.id, true, origin_));
+  auto bob_live = std::make_shared<Recorder>();
+  hub_.Subscribe(bob_.user_id, bob_live);
+
+  auto counts = Must(messaging_->PurgeExpired(std::chrono::system_clock::now()), "purge");
+  EXPECT_EQ(counts.messages, 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM messages WHERE purged_at IS NOT NULL AND body IS NULL "
+                  "AND client_txn_id = 'e2'"),
+            1);
+  EXPECT_EQ(Count("SELECT count(*) FROM messages WHERE body IS NOT NULL"), 2);
+  EXPECT_EQ(bob_live->Types(), (std::vector<std::string>{"message.expired"}));
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'message.purged' AND "
+                  "actor_type = 'system' AND target_id = ?",
+                  {open.id}),
+            1);
+  auto listed = Must(messaging_->ListMessages(bob_, open.id, 0, 50, origin_), "list");
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_FALSE(listed[0].body.has_value());
+  EXPECT_EQ(listed[1].id, recent.id);
+  // Released, the held conversation's old message goes at the next pass.
+  ASSERT_TRUE(messaging_->SetLegalHold(ann_, held.id, false, origin_));
+  counts = Must(messaging_->PurgeExpired(std::chrono::system_clock::now()), "purge again");
+  EXPECT_EQ(counts.messages, 1);
+}
+
+TEST_F(MessagingTest, AConversationMayOnlyShortenTheLifespan) {
+  auto c = Group(ann_, {bob_.user_id});
+  Exec("UPDATE organizations SET message_lifespan_days = 30 WHERE id = ?", {ann_.org_id});
+  std::string problem;
+  ConversationChange longer;
+  longer.message_lifespan_days = std::optional<int>(60);
+  EXPECT_EQ(messaging_->Update(ann_, c.id, longer, origin_, &problem).error(),
+            core::Error::kInvalidArgument);
+  ConversationChange shorter;
+  shorter.message_lifespan_days = std::optional<int>(7);
+  EXPECT_EQ(messaging_->Update(bob_, c.id, shorter, origin_, &problem).error(),
+            core::Error::kPermissionDenied);  // a plain member
+  auto changed = Must(messaging_->Update(ann_, c.id, shorter, origin_, &problem), "update");
+  EXPECT_EQ(changed.message_lifespan_days, 7);
+}
+
+TEST_F(MessagingTest, UrgentUnreadMessagesAreRemindedThenEscalatedWithoutPhi) {
+  auto c = Group(ann_, {bob_.user_id, cat_.user_id});
+  const std::string canary = "canary-77e1 Mrs Smith potassium 6.9";
+  auto m = Must(Send(bob_, c.id, "u1", canary, "urgent"), "send");
+  Pushes();  // the notifications of the send itself
+  ASSERT_TRUE(messaging_->MarkRead(cat_, m.id, origin_));
+  const auto sent = std::chrono::system_clock::now();
+  using std::chrono::minutes;
+  // Too early for either step.
+  auto none = Must(messaging_->FollowUpUrgent(sent + minutes(1), minutes(5), minutes(15)), "f0");
+  EXPECT_EQ(none.messages, 0);
+  auto reminded =
+      Must(messaging_->FollowUpUrgent(sent + minutes(6), minutes(5), minutes(15)), "f1");
+  EXPECT_EQ(reminded.messages, 1);
+  auto escalated =
+      Must(messaging_->FollowUpUrgent(sent + minutes(16), minutes(5), minutes(15)), "f2");
+  EXPECT_EQ(escalated.messages, 1);
+  // Nothing happens twice.
+  auto again = Must(messaging_->FollowUpUrgent(sent + minutes(30), minutes(5), minutes(15)), "f3");
+  EXPECT_EQ(again.messages, 0);
+
+  std::vector<std::string> pushes = Pushes();
+  // Cat read it: the reminder goes to Ann alone, the escalation to Ann, the admin.
+  std::vector<std::string> expected_recipients = {ann_.user_id, ann_.user_id};
+  std::vector<std::string> recipients;
+  for (const auto& p : pushes) {
+    recipients.push_back(p.substr(0, p.find(' ')));
+    EXPECT_EQ(p.find(canary), std::string::npos);
+    EXPECT_EQ(p.find("Mrs Smith"), std::string::npos);
+    EXPECT_EQ(p.find("Ward 3"), std::string::npos);  // the title
+    EXPECT_EQ(p.find("User "), std::string::npos);   // display names
+  }
+  EXPECT_EQ(recipients, expected_recipients);
+  EXPECT_NE(pushes.at(0).find("urgent_reminder"), std::string::npos);
+  EXPECT_NE(pushes.at(1).find("urgent_escalation"), std::string::npos);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action IN "
+                  "('message.urgent_reminded', 'message.urgent_escalated') AND target_id = ?",
+                  {m.id}),
+            2);
+}
+
+TEST_F(MessagingTest, SendsNotifyEveryOtherMemberWithAGenericText) {
+  auto c = Group(ann_, {bob_.user_id, cat_.user_id});
+  Must(Send(ann_, c.id, "n1", "canary-31ab Jane Doe DOB 1950-01-02"), "send");
+  auto pushes = Pushes();
+  ASSERT_EQ(pushes.size(), 2u);
+  for (const auto& p : pushes) {
+    EXPECT_EQ(p.find("canary-31ab"), std::string::npos) << p;
+    EXPECT_NE(p.find("New secure message"), std::string::npos) << p;
+    EXPECT_NE(p.find(c.id), std::string::npos) << p;
+    EXPECT_EQ(p.rfind(ann_.user_id, 0), std::string::npos) << "the sender is not notified";
+  }
+}
+
+TEST_F(MessagingTest, DoNotForwardIsEnforcedAndCanBeTheDefault) {
+  auto from = Group(ann_, {bob_.user_id});
+  auto to = Group(bob_, {cat_.user_id});
+  auto plain = Must(Send(ann_, from.id, "f1", "may travel"), "send");
+  NewMessage marked;
+  marked.client_txn_id = "f2";
+  marked.body = "stays here";
+  marked.do_not_forward = true;
+  auto kept = Must(SendMessage(ann_, from.id, marked), "send marked");
+  EXPECT_TRUE(kept.do_not_forward);
+
+  auto forward = [&](const std::string& id, const std::string& txn) {
+    std::promise<Result<Message>> promise;
+    messaging_->Forward(bob_, id, to.id, txn, origin_,
+                        [&](Result<Message> r, SafeText) { promise.set_value(std::move(r)); });
+    return promise.get_future().get();
+  };
+  auto copied = Must(forward(plain.id, "fw1"), "forward");
+  EXPECT_EQ(copied.forwarded_from, plain.id);
+  EXPECT_EQ(copied.body.value_or(""), "may travel");
+  EXPECT_EQ(forward(kept.id, "fw2").error(), core::Error::kPermissionDenied);
+  // Cat is not in the source conversation: it does not exist for her.
+  std::promise<Result<Message>> p;
+  messaging_->Forward(cat_, plain.id, to.id, "fw3", origin_,
+                      [&](Result<Message> r, SafeText) { p.set_value(std::move(r)); });
+  EXPECT_EQ(p.get_future().get().error(), core::Error::kNotFound);
+
+  Exec("UPDATE organizations SET do_not_forward_default = 1 WHERE id = ?", {ann_.org_id});
+  auto by_default = Must(Send(ann_, from.id, "f3", "marked by policy"), "send");
+  EXPECT_TRUE(by_default.do_not_forward);
+  EXPECT_EQ(forward(by_default.id, "fw4").error(), core::Error::kPermissionDenied);
+  EXPECT_EQ(Count("SELECT count(*) FROM messages WHERE conversation_id = ?", {to.id}), 1);
+}
+
+// A minimal PDF, enough for libmagic.
+const std::string kPdf = "%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n";
+
+TEST_F(MessagingTest, AttachmentsAreSniffedSealedServedToMembersAndDestroyedByRecall) {
+  auto c = Group(ann_, {bob_.user_id});
+  std::string problem;
+  EXPECT_EQ(messaging_->UploadAttachment(ann_, c.id, "x.pdf", "<html><script>1</script></html>",
+                                         origin_, &problem)
+                .error(),
+            core::Error::kInvalidArgument);
+  // A large body in many chunks, with a canary near the end.
+  std::string big = kPdf + std::string(3 << 20, 'x') + "canary-9d2e";
+  auto a = Must(messaging_->UploadAttachment(ann_, c.id, "Jane Roe scan.pdf", big, origin_,
+                                             &problem),
+                "upload");
+  EXPECT_EQ(a.content_type, "application/pdf");
+  EXPECT_EQ(a.size, static_cast<std::int64_t>(big.size()));
+  EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks WHERE attachment_id = ?", {a.id}), 4);
+  EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks WHERE instr(data, ?) > 0",
+                  {std::string("canary-9d2e")}),
+            0);
+  // Before it is sent, it is the uploader's alone.
+  EXPECT_EQ(messaging_->DownloadAttachment(bob_, a.id, origin_).error(), core::Error::kNotFound);
+  NewMessage m;
+  m.client_txn_id = "a1";
+  m.attachment_ids = {a.id};
+  auto sent = Must(SendMessage(ann_, c.id, m), "send with attachment");
+  ASSERT_EQ(sent.attachments.size(), 1u);
+  auto got = Must(messaging_->DownloadAttachment(bob_, a.id, origin_), "download");
+  EXPECT_EQ(got.bytes, big);
+  EXPECT_EQ(got.name, "Jane Roe scan.pdf");
+  EXPECT_EQ(messaging_->DownloadAttachment(cat_, a.id, origin_).error(), core::Error::kNotFound);
+  EXPECT_EQ(messaging_->DownloadAttachment(eve_, a.id, origin_).error(), core::Error::kNotFound);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'attachment.downloaded'"), 1);
+  // Sent once, it cannot be attached again.
+  m.client_txn_id = "a2";
+  m.body = "again";
+  EXPECT_EQ(SendMessage(ann_, c.id, m).error(), core::Error::kInvalidArgument);
+
+  ASSERT_TRUE(messaging_->Recall(ann_, sent.id, origin_));
+  EXPECT_EQ(messaging_->DownloadAttachment(bob_, a.id, origin_).error(), core::Error::kNotFound);
+  EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM attachments WHERE name IS NULL AND destroyed_at IS NOT "
+                  "NULL"),
+            1);
+}
+
+TEST_F(MessagingTest, UnsentUploadsAreDestroyedAfterADay) {
+  auto c = Group(ann_, {bob_.user_id});
+  std::string problem;
+  Must(messaging_->UploadAttachment(ann_, c.id, "", "plain words\n", origin_, &problem), "upload");
+  Must(messaging_->PurgeExpired(std::chrono::system_clock::now()), "purge");
+  EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks"), 1);
+  Must(messaging_->PurgeExpired(std::chrono::system_clock::now() + std::chrono::hours(25)),
+       "purge later");
+  EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'attachment.purged'"), 1);
 }
 
 }  // namespace

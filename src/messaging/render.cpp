@@ -52,6 +52,10 @@ boost::json::object ConversationJson(const Conversation& c) {
 boost::json::object MessageJson(const Message& m) {
   boost::json::value body = nullptr;
   if (m.body) body = boost::json::string(*m.body);
+  boost::json::array attachments;
+  for (const Attachment& a : m.attachments) {
+    attachments.push_back({{"id", a.id}, {"content_type", a.content_type}, {"size", a.size}});
+  }
   return {{"id", m.id},
           {"conversation_id", m.conversation_id},
           {"seq", m.seq},
@@ -59,9 +63,13 @@ boost::json::object MessageJson(const Message& m) {
           {"body", std::move(body)},
           {"priority", m.priority},
           {"reply_to", OrNull(m.reply_to)},
+          {"do_not_forward", m.do_not_forward},
+          {"forwarded_from", OrNull(m.forwarded_from)},
           {"created_at", m.created_at},
           {"recalled", !m.recalled_at.empty()},
-          {"recalled_at", OrNull(m.recalled_at)}};
+          {"recalled_at", OrNull(m.recalled_at)},
+          {"expired", !m.expired_at.empty()},
+          {"attachments", std::move(attachments)}};
 }
 
 namespace render {
@@ -75,6 +83,14 @@ std::string MessageCreated(std::int64_t cursor, const Message& m) {
 std::string MessageRecalled(std::int64_t cursor, const std::string& conversation_id,
                             const std::string& message_id) {
   return boost::json::serialize(boost::json::object{{"type", "message.recalled"},
+                                                    {"cursor", std::to_string(cursor)},
+                                                    {"conversation_id", conversation_id},
+                                                    {"message_id", message_id}});
+}
+
+std::string MessageExpired(std::int64_t cursor, const std::string& conversation_id,
+                           const std::string& message_id) {
+  return boost::json::serialize(boost::json::object{{"type", "message.expired"},
                                                     {"cursor", std::to_string(cursor)},
                                                     {"conversation_id", conversation_id},
                                                     {"message_id", message_id}});

@@ -13,6 +13,8 @@ namespace cw::messaging::render {
 std::string MessageCreated(std::int64_t cursor, const Message& m);
 std::string MessageRecalled(std::int64_t cursor, const std::string& conversation_id,
                             const std::string& message_id);
+std::string MessageExpired(std::int64_t cursor, const std::string& conversation_id,
+                           const std::string& message_id);
 std::string ReceiptFrame(std::int64_t cursor, const std::string& conversation_id,
                          const std::string& message_id, const std::string& user_id,
                          const std::string& status);

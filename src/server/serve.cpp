@@ -110,7 +110,8 @@ void AddRoutes(api::Router& router, const core::Config& config, const Services& 
   api::AddHealthRoutes(router, services.db, services.metrics);
   api::AddEventRoutes(router, json, services.live_sockets,
                       {services.messaging, services.hub, services.stream_pool});
-  api::AddMessagingRoutes(router, services.messaging, services.pool, json);
+  api::AddMessagingRoutes(router, services.messaging, services.pool, json,
+                          {.attachment_max_bytes = config.messaging.attachment_max_bytes});
   api::AddAuthRoutes(router, services.sessions, services.pool, json);
   api::AddUserRoutes(router, services.users, services.sessions, services.pool, json);
   api::AddOrgRoutes(router, services.orgs, services.db, services.keys, services.pool, json);
@@ -167,7 +168,14 @@ int Serve(const core::Config& config, const ServeOptions& options) {
       std::make_unique<core::WorkerPool>(cores, static_cast<std::size_t>(cores) * 16);
 
   messaging::LiveHub hub;
-  messaging::Messaging messaging(*db, keys, hub);
+  // Push notifications go to the recording sink when one is configured (a
+  // real APNs or FCM sender plugs in as another PushSender).
+  std::unique_ptr<messaging::PushDispatcher> push;
+  if (!config.messaging.push_sink_file.empty()) {
+    push = std::make_unique<messaging::PushDispatcher>(
+        std::make_unique<messaging::RecordingPushSink>(config.messaging.push_sink_file));
+  }
+  messaging::Messaging messaging(*db, keys, hub, push.get());
   // Event-stream replays read and open pages of messages and may wait for a
   // slow client: they have workers of their own, so they never hold up
   // sign-ins or requests.
@@ -215,11 +223,28 @@ int Serve(const core::Config& config, const ServeOptions& options) {
         }
       });
 
+  // Messages past their lifespan, and urgent messages nobody has read.
+  core::Periodic messaging_jobs(
+      std::chrono::milliseconds(config.messaging.jobs_interval_ms), [&messaging, &config] {
+        const auto now = std::chrono::system_clock::now();
+        auto purged = messaging.PurgeExpired(now);
+        if (!purged) {
+          log::Warn("messaging.purge_failed");
+        } else if (purged->messages > 0) {
+          log::Info("messaging.purged", {{log::Key::kCount, purged->messages}});
+        }
+        auto followed = messaging.FollowUpUrgent(
+            now, std::chrono::milliseconds(config.messaging.urgent_remind_after_ms),
+            std::chrono::milliseconds(config.messaging.urgent_escalate_after_ms));
+        if (!followed) log::Warn("messaging.urgent_follow_up_failed");
+      });
+
   transport::HttpServer http(config, tls, router, metrics);
   http.Start();
   reencryptor.Start();
   housekeeping.Start();
   revocations.Start();
+  messaging_jobs.Start();
 
   std::cout << "tls certificate sha256 fingerprint " << tls.fingerprint_sha256
             << (tls.generated ? " (self-signed, created now)" : "") << "\n";
@@ -235,6 +260,7 @@ int Serve(const core::Config& config, const ServeOptions& options) {
 
   revocations.Stop();
   housekeeping.Stop();
+  messaging_jobs.Stop();
   const int cut = http.Shutdown();
   worker_pool.reset();  // finishes sign-ins already under way
   stream_pool.reset();

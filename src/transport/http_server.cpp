@@ -2,6 +2,8 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
+#include <optional>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -218,9 +220,21 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       }
       SetTimeout(state_->limits.header_timeout_ms);
 
+      // Gives a large-body slot back when this request is done.
+      struct LargeSlot {
+        std::atomic<int>& count;
+        explicit LargeSlot(std::atomic<int>& c) : count(c) {}
+        ~LargeSlot() { count.fetch_sub(1); }
+      };
+      std::optional<LargeSlot> large_slot;
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(state_->limits.max_header_bytes));
-      parser.body_limit(static_cast<std::uint64_t>(state_->limits.max_body_bytes));
+      // The header is read under the largest limit any route allows (Beast
+      // checks Content-Length against it as the header is parsed); once the
+      // route is known, the body is held to that route's own limit.
+      const std::int64_t server_limit = state_->limits.max_body_bytes;
+      parser.body_limit(static_cast<std::uint64_t>(
+          std::max(server_limit, state_->router.largest_body_limit())));
       auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, Awaitable());
       if (hec) {
         if (closed_ || IsTransportClosed(hec)) co_return;
@@ -245,6 +259,32 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       }
 
       if (!parser.is_done()) {
+        // A route may take larger bodies (attachments); every other body is
+        // held to the server's limit. Checked on the Content-Length, before
+        // any of the body is read.
+        std::int64_t limit = server_limit;
+        if (auto match = state_->router.Find(req.method, req.path);
+            match.route != nullptr && match.route->max_body_bytes > 0) {
+          limit = match.route->max_body_bytes;
+        }
+        const auto length = parser.content_length();
+        if (length && *length > static_cast<std::uint64_t>(limit)) {
+          co_await RejectAndClose(req, api::ApiError::kPayloadTooLarge,
+                                  "request body is larger than the limit");
+          co_return;
+        }
+        parser.body_limit(static_cast<std::uint64_t>(limit));
+        // A body that may exceed the server's limit takes one of the few
+        // large-body slots until its answer is written.
+        if (limit > server_limit && (!length || *length > static_cast<std::uint64_t>(server_limit))) {
+          if (state_->large_bodies.fetch_add(1) >= ServerState::kMaxLargeBodies) {
+            state_->large_bodies.fetch_sub(1);
+            co_await RejectAndClose(req, api::ApiError::kUnavailable,
+                                    "too many large uploads at once; try again shortly");
+            co_return;
+          }
+          large_slot.emplace(state_->large_bodies);
+        }
         SetTimeout(state_->limits.body_timeout_ms);
         if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
           http::response<http::empty_body> cont{http::status::continue_, 11};

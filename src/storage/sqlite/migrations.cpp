@@ -293,6 +293,11 @@ constexpr Migration kMigrations[] = {
       CREATE INDEX alerts_by_recipient ON alerts (recipient_id, created_at);
     )sql"},
     {5, "secure messaging", R"sql(
+      -- New messages are marked "do not forward" unless the sender says
+      -- otherwise.
+      ALTER TABLE organizations ADD COLUMN do_not_forward_default INTEGER NOT NULL DEFAULT 0
+        CHECK (do_not_forward_default IN (0, 1));
+
       -- Conversations: direct (one per pair of users, found through
       -- direct_key, the two user ids in order) or group (a title, admins).
       -- last_seq is the seq of the newest message: a send raises it by one in
@@ -338,12 +343,46 @@ constexpr Migration kMigrations[] = {
         body BLOB,
         priority TEXT NOT NULL CHECK (priority IN ('routine', 'urgent')),
         reply_to TEXT,
+        do_not_forward INTEGER NOT NULL DEFAULT 0 CHECK (do_not_forward IN (0, 1)),
+        forwarded_from TEXT,
         created_at TEXT NOT NULL,
         recalled_at TEXT,
         recalled_by TEXT,
+        purged_at TEXT,           -- its lifespan ended: body and attachments destroyed
+        reminded_at TEXT,         -- urgent and unread: members were notified again
+        escalated_at TEXT,        -- urgent and unread: the conversation's admins were told
         UNIQUE (conversation_id, seq),
         UNIQUE (sender_id, client_txn_id)
       ) STRICT;
+      CREATE INDEX messages_by_conversation_time ON messages (conversation_id, created_at);
+      -- Urgent messages still to be followed up.
+      CREATE INDEX messages_urgent_open ON messages (priority, escalated_at, created_at);
+
+      -- Files sent with messages. Uploaded first (message_id NULL, the
+      -- uploader's alone), then carried by one message. The content is one
+      -- chunked sealed stream (crypto/sealed_stream.hpp) stored in rows of
+      -- attachment_chunks; the name is sealed too. Recall and purge delete
+      -- the chunks and keep the row.
+      CREATE TABLE attachments (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL REFERENCES organizations(id),
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        uploader_id TEXT NOT NULL REFERENCES users(id),
+        message_id TEXT REFERENCES messages(id),
+        content_type TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        name BLOB,
+        created_at TEXT NOT NULL,
+        destroyed_at TEXT
+      ) STRICT;
+      CREATE INDEX attachments_by_message ON attachments (message_id);
+      CREATE INDEX attachments_unsent ON attachments (message_id, created_at);
+      CREATE TABLE attachment_chunks (
+        attachment_id TEXT NOT NULL REFERENCES attachments(id),
+        n INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (attachment_id, n)
+      ) STRICT, WITHOUT ROWID;
 
       -- Per member other than the sender: when a message reached them and
       -- when they marked it read.
@@ -363,7 +402,8 @@ constexpr Migration kMigrations[] = {
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         org_id TEXT NOT NULL REFERENCES organizations(id),
         conversation_id TEXT NOT NULL REFERENCES conversations(id),
-        type TEXT NOT NULL CHECK (type IN ('message.created', 'message.recalled', 'receipt',
+        type TEXT NOT NULL CHECK (type IN ('message.created', 'message.recalled',
+                                           'message.expired', 'receipt',
                                            'conversation.updated', 'conversation.removed')),
         message_id TEXT,
         user_id TEXT,
