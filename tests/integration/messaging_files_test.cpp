@@ -1,0 +1,315 @@
+// Attachments, push notifications, urgent follow-up, forwarding, legal hold
+// and message lifespans, against the real binary over TLS: what a clinic's
+// staff do with files and urgent pages, and what its privacy officer relies
+// on (nothing readable at rest, nothing identifying in a push payload, holds
+// that stop destruction).
+//
+// One deployment per test (CTest runs each test in a process of its own):
+// clinic-f with its owner and two nurses, all signed in with TOTP, and a
+// server whose jobs run every 200 ms and whose push notifications are
+// recorded in a file.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "support/accounts.hpp"
+#include "support/https_client.hpp"
+#include "support/server_process.hpp"
+#include "support/sql.hpp"
+
+namespace cw::testing {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+const std::string kPassword = "amber-kettle-harbor-58";
+
+// The smallest PNG libmagic names image/png: signature and IHDR chunk.
+std::string Png() {
+  std::string png = "\x89PNG\r\n\x1a\n";
+  png += std::string("\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00", 25);
+  png += std::string("\x90\x77\x53\xde", 4);
+  return png;
+}
+
+json::object Parse(const std::string& text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  return !ec && v.is_object() ? v.as_object() : json::object{};
+}
+
+std::string Str(const json::object& o, const char* key) {
+  const auto* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->as_string()) : "";
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Every file under `dir`, read whole, with the ones that contain `needle`.
+std::vector<std::string> FilesContaining(const fs::path& dir, const std::string& needle) {
+  std::vector<std::string> out;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file() && ReadFile(entry.path()).find(needle) != std::string::npos) {
+      out.push_back(entry.path().string());
+    }
+  }
+  return out;
+}
+
+class MessagingFilesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = dir_.path() / "data";
+    push_file_ = dir_.path() / "push.jsonl";
+    const auto init = RunCarewire({"init", "--data-dir", data_.string(), "--org", "clinic-f",
+                                   "--org-name", "Clinic F", "--owner", "olga"});
+    ASSERT_EQ(init.exit_code, 0) << init.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(init.out, m, std::regex("one-time password: (\\S+)\n")));
+    server_ = std::make_unique<ServerProcess>(ServerProcess::Options{
+        .env = {{"CAREWIRE_MESSAGING_PUSH_SINK_FILE", push_file_.string()},
+                {"CAREWIRE_MESSAGING_JOBS_INTERVAL_MS", "200"},
+                {"CAREWIRE_MESSAGING_URGENT_REMIND_AFTER_MS", "1000"},
+                {"CAREWIRE_MESSAGING_URGENT_ESCALATE_AFTER_MS", "2000"}},
+        .data_dir = data_.string()});
+    owner_ = ActivateAccount(port(), "clinic-f", "olga", m[1].str(), kPassword);
+    ann_ = AddNurse("ann");
+    ben_ = AddNurse("ben");
+    ASSERT_FALSE(ann_.token.empty());
+    ASSERT_FALSE(ben_.token.empty());
+  }
+
+  std::uint16_t port() const { return server_->port(); }
+
+  TestAccount AddNurse(const std::string& name) {
+    const auto r = Call("POST", "/api/v1/users", owner_,
+                        json::serialize(json::object{{"username", name}, {"roles", {"nurse"}}}));
+    EXPECT_EQ(r.status, 201) << r.body;
+    TestAccount a = ActivateAccount(port(), "clinic-f", name, Str(Parse(r.body), "one_time_password"),
+                                    kPassword);
+    a.user_id = Str(Parse(r.body), "id");
+    return a;
+  }
+
+  HttpResponse Call(const std::string& method, const std::string& target,
+                    const TestAccount& who, const std::string& body = "",
+                    Headers extra = {}) {
+    Headers h = BearerHeader(who.token);
+    if (!body.empty() && extra.empty()) h.emplace_back("Content-Type", "application/json");
+    for (auto& e : extra) h.push_back(std::move(e));
+    return Fetch(port(), method, target, body, h);
+  }
+
+  // A group with the owner as admin and both nurses.
+  std::string Group(const std::string& title) {
+    const auto r = Call("POST", "/api/v1/conversations", owner_,
+                        json::serialize(json::object{{"kind", "group"},
+                                                     {"title", title},
+                                                     {"members", {ann_.user_id, ben_.user_id}}}));
+    EXPECT_EQ(r.status, 201) << r.body;
+    return Str(Parse(r.body), "id");
+  }
+
+  HttpResponse SendText(const TestAccount& who, const std::string& conversation,
+                        json::object message) {
+    static int n = 0;
+    message["client_txn_id"] = "t" + std::to_string(++n);
+    return Call("POST", "/api/v1/conversations/" + conversation + "/messages", who,
+                json::serialize(message));
+  }
+
+  HttpResponse Upload(const TestAccount& who, const std::string& conversation,
+                      const std::string& bytes, const std::string& encoded_name) {
+    return Call("POST", "/api/v1/conversations/" + conversation + "/attachments", who, bytes,
+                {{"Content-Type", "application/octet-stream"},
+                 {"X-Attachment-Name", encoded_name}});
+  }
+
+  // The recorded push notifications, one JSON line each.
+  std::vector<json::object> Pushes() {
+    std::vector<json::object> out;
+    std::istringstream lines(ReadFile(push_file_));
+    for (std::string line; std::getline(lines, line);) out.push_back(Parse(line));
+    return out;
+  }
+
+  bool Reauthenticate(TestAccount& who) {
+    json::object body{{"password", who.password}};
+    if (!who.totp_secret.empty()) body["code"] = who.NextCode();
+    const auto r = Call("POST", "/api/v1/auth/reauth", who, json::serialize(body));
+    EXPECT_EQ(r.status, 204) << r.body;
+    return r.status == 204;
+  }
+
+  TempDir dir_;
+  fs::path data_;
+  fs::path push_file_;
+  std::unique_ptr<ServerProcess> server_;
+  TestAccount owner_, ann_, ben_;
+};
+
+TEST_F(MessagingFilesTest, AttachmentsAreSniffedSealedAndServedOnlyToMembersAsDownloads) {
+  const std::string c = Group("Ward 5");
+  const std::string canary = "canary-attach-51f0 Jane Roe";
+  const std::string text = "Discharge summary for " + canary + "\n";
+
+  // Refused: a type off the allow-list (sniffed, whatever the client says),
+  // no bytes, a bad name, and a body past the limit (before it is read).
+  EXPECT_EQ(Upload(ann_, c, "<html><script>alert(1)</script></html>", "x.txt").status, 415);
+  EXPECT_EQ(Upload(ann_, c, "", "x.txt").status, 400);
+  EXPECT_EQ(Upload(ann_, c, text, "bad%2Fname%2").status, 400);
+  EXPECT_EQ(Upload(ann_, c, text, "a%0Ab").status, 400);
+  EXPECT_EQ(Upload(ann_, c, std::string((25 << 20) + 1, 'a'), "big.txt").status, 413);
+
+  const auto up = Upload(ann_, c, text, "Jane%20Roe%20summary.txt");
+  ASSERT_EQ(up.status, 201) << up.body;
+  const auto att = Parse(up.body);
+  EXPECT_EQ(Str(att, "content_type"), "text/plain");
+  const std::string id = Str(att, "id");
+  // Not yet sent: Ben cannot see it.
+  EXPECT_EQ(Call("GET", "/api/v1/attachments/" + id, ben_).status, 404);
+
+  const auto png = Upload(ann_, c, Png(), "");
+  ASSERT_EQ(png.status, 201) << png.body;
+  EXPECT_EQ(Str(Parse(png.body), "content_type"), "image/png");
+
+  const auto sent = SendText(ann_, c, {{"body", ""}, {"attachments", {id, Str(Parse(png.body), "id")}}});
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  const auto message = Parse(sent.body);
+  ASSERT_EQ(message.at("attachments").as_array().size(), 2u);
+
+  const auto got = Call("GET", "/api/v1/attachments/" + id, ben_);
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(got.body, text);
+  EXPECT_EQ(got.Header("content-type"), "text/plain");
+  EXPECT_EQ(got.Header("x-content-type-options"), "nosniff");
+  EXPECT_EQ(got.Header("cache-control"), "no-store");
+  EXPECT_EQ(got.Header("content-disposition"),
+            "attachment; filename=\"attachment.txt\"; filename*=UTF-8''Jane%20Roe%20summary.txt");
+
+  // Nothing readable at rest, while the server runs.
+  EXPECT_EQ(FilesContaining(data_, canary), std::vector<std::string>{});
+  EXPECT_EQ(FilesContaining(data_, "Jane Roe summary"), std::vector<std::string>{});
+
+  // The owner recalls it: the files go for everyone.
+  ASSERT_EQ(Call("POST", "/api/v1/messages/" + Str(message, "id") + "/recall", owner_).status, 204);
+  EXPECT_EQ(Call("GET", "/api/v1/attachments/" + id, ben_).status, 404);
+  Sql db(data_ / "carewire.db", false);
+  EXPECT_EQ(db.Count("attachment_chunks"), 0);
+  EXPECT_EQ(db.Count("audit_events WHERE action = 'attachment.downloaded'"), 1);
+}
+
+TEST_F(MessagingFilesTest, PushPayloadsCarryNoPhiAndUnreadUrgentMessagesEscalate) {
+  const std::string c = Group("Oncology - Jane Roe");
+  const std::string canary = "canary-push-8c21 Jane Roe K+ 6.9";
+  const auto sent = SendText(ben_, c, {{"body", canary}, {"priority", "urgent"}});
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  const std::string message_id = Str(Parse(sent.body), "id");
+  // Ann reads it; the owner does not. After a second the owner is reminded,
+  // after two the owner (the group's admin) gets the escalation.
+  ASSERT_EQ(Call("POST", "/api/v1/messages/" + message_id + "/read", ann_).status, 204);
+  std::vector<json::object> pushes;
+  for (int i = 0; i < 100; ++i) {
+    pushes = Pushes();
+    if (pushes.size() >= 4) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  std::vector<std::string> kinds;
+  for (const auto& p : pushes) {
+    const std::string payload = Str(p, "payload");
+    kinds.push_back(Str(p, "to") + " " + Str(Parse(payload), "kind"));
+    EXPECT_EQ(Str(Parse(payload), "conversation_id"), c);
+    for (const std::string& secret :
+         {canary, std::string("Jane"), std::string("Oncology"), std::string("ben"),
+          std::string("ann"), message_id}) {
+      EXPECT_EQ(payload.find(secret), std::string::npos) << secret << " in " << payload;
+    }
+  }
+  // The two of the send in either order, then the follow-ups in order.
+  ASSERT_EQ(kinds.size(), 4u);
+  std::sort(kinds.begin(), kinds.begin() + 2);
+  std::vector<std::string> first = {owner_.user_id + " urgent", ann_.user_id + " urgent"};
+  std::sort(first.begin(), first.end());
+  EXPECT_EQ(kinds, (std::vector<std::string>{first[0], first[1],
+                                             owner_.user_id + " urgent_reminder",
+                                             owner_.user_id + " urgent_escalation"}));
+  Sql db(data_ / "carewire.db", false);
+  EXPECT_EQ(db.Count("audit_events WHERE action IN ('message.urgent_reminded', "
+                     "'message.urgent_escalated') AND target_id = '" + message_id + "'"),
+            2);
+}
+
+TEST_F(MessagingFilesTest, DoNotForwardLegalHoldAndLifespansAreEnforced) {
+  const std::string from = Group("Ward 6");
+  const std::string to = Group("Ward 7");
+  const auto marked = SendText(ann_, from, {{"body", "stays here"}, {"do_not_forward", true}});
+  ASSERT_EQ(marked.status, 201) << marked.body;
+  const auto free = SendText(ann_, from, {{"body", "may travel"}});
+  ASSERT_EQ(free.status, 201);
+  auto forward = [&](const HttpResponse& m, const std::string& txn) {
+    return Call("POST", "/api/v1/messages/" + Str(Parse(m.body), "id") + "/forward", ben_,
+                json::serialize(json::object{{"conversation_id", to}, {"client_txn_id", txn}}));
+  };
+  EXPECT_EQ(forward(marked, "fw-1").status, 403);
+  const auto copied = forward(free, "fw-2");
+  ASSERT_EQ(copied.status, 201) << copied.body;
+  EXPECT_EQ(Str(Parse(copied.body), "forwarded_from"), Str(Parse(free.body), "id"));
+
+  // Legal hold: only with org.manage, after re-authentication; then the
+  // sender cannot recall.
+  const std::string hold = "/api/v1/conversations/" + from + "/legal-hold";
+  EXPECT_EQ(Call("PUT", hold, ann_, R"({"legal_hold":true})").status, 403);
+  ASSERT_TRUE(Reauthenticate(owner_));
+  ASSERT_EQ(Call("PUT", hold, owner_, R"({"legal_hold":true})").status, 200);
+  EXPECT_EQ(Call("POST", "/api/v1/messages/" + Str(Parse(free.body), "id") + "/recall", ann_).status,
+            409);
+
+  // Lifespan: the organization keeps messages a day; two are backdated two
+  // days. The held conversation keeps them; the other loses its copy, and a
+  // member's live socket is told.
+  WebSocketClient ws(port(), "/api/v1/events");
+  ws.SendText(json::serialize(json::object{{"type", "auth"}, {"token", ben_.token}}));
+  ASSERT_TRUE(ws.ReadText().has_value());  // ready
+  {
+    Sql db(data_ / "carewire.db", true);
+    db.Column("UPDATE organizations SET message_lifespan_days = 1");
+    db.Column("UPDATE messages SET created_at = '2000-01-01T00:00:00.000000Z'");
+  }
+  std::optional<std::string> frame = ws.ReadText();
+  ASSERT_TRUE(frame.has_value());
+  const auto expired = Parse(*frame);
+  EXPECT_EQ(Str(expired, "type"), "message.expired");
+  EXPECT_EQ(Str(expired, "message_id"), Str(Parse(copied.body), "id"));
+  const auto page = Call("GET", "/api/v1/conversations/" + to + "/messages", ben_);
+  ASSERT_EQ(page.status, 200);
+  const json::object listed = Parse(page.body);
+  const auto& msgs = listed.at("messages").as_array();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_TRUE(msgs[0].as_object().at("body").is_null());
+  EXPECT_TRUE(msgs[0].as_object().at("expired").as_bool());
+  const auto held = Call("GET", "/api/v1/conversations/" + from + "/messages", ben_);
+  EXPECT_NE(held.body.find("may travel"), std::string::npos);
+  Sql db(data_ / "carewire.db", false);
+  EXPECT_EQ(db.Count("audit_events WHERE action = 'message.purged'"), 1);
+  EXPECT_EQ(db.Count("audit_events WHERE action = 'conversation.legal_hold_set'"), 1);
+}
+
+}  // namespace
+}  // namespace cw::testing
