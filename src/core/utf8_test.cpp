@@ -25,5 +25,19 @@ TEST(Utf8Test, RefusesMalformedText) {
   EXPECT_FALSE(IsValidUtf8("\x80"));              // stray continuation
 }
 
+TEST(Utf8Test, FindsBidiControls) {
+  EXPECT_FALSE(HasBidiControl("plain text, \xE2\x80\x8D joiner and \xE2\x80\x8F mark"));
+  EXPECT_TRUE(HasBidiControl("scan\xE2\x80\xAE" "fdp.exe"));  // U+202E
+  EXPECT_TRUE(HasBidiControl("\xE2\x80\xAAx"));             // U+202A
+  EXPECT_TRUE(HasBidiControl("x\xE2\x81\xA6y\xE2\x81\xA9"));  // U+2066, U+2069
+  EXPECT_FALSE(HasBidiControl("\xE2\x80\xA9"));             // U+2029, a separator
+}
+
+TEST(Utf8Test, CountsCodePoints) {
+  EXPECT_EQ(CodePointCount(""), 0u);
+  EXPECT_EQ(CodePointCount("abc"), 3u);
+  EXPECT_EQ(CodePointCount("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"), 3u);
+}
+
 }  // namespace
 }  // namespace cw::core

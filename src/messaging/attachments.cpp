@@ -96,7 +96,7 @@ std::string_view ExtensionFor(std::string_view type) {
 }
 
 bool IsValidAttachmentName(std::string_view name) {
-  if (name.size() > 255 || !core::IsValidUtf8(name)) return false;
+  if (name.size() > 255 || !core::IsValidUtf8(name) || core::HasBidiControl(name)) return false;
   for (const char c : name) {
     const auto u = static_cast<unsigned char>(c);
     if (u < 0x20 || u == 0x7F || c == '/' || c == '\\') return false;

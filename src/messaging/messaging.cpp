@@ -31,23 +31,17 @@ Value Nullable(const std::string& s) {
   return s;
 }
 
-std::size_t CodePoints(std::string_view text) {
-  std::size_t n = 0;
-  for (const char c : text) {
-    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
-  }
-  return n;
-}
-
 // Message text: valid UTF-8 of 1 to kMaxBodyCodePoints code points, without
-// NUL or control characters other than tab, line feed and carriage return.
+// NUL or control characters other than tab, line feed and carriage return,
+// and without bidirectional overrides (which make text read differently
+// from what was stored). Anything else, markup included, is inert text.
 bool IsValidBody(std::string_view body) {
-  if (body.empty() || !core::IsValidUtf8(body)) return false;
+  if (body.empty() || !core::IsValidUtf8(body) || core::HasBidiControl(body)) return false;
   for (const char c : body) {
     const auto u = static_cast<unsigned char>(c);
     if ((u < 0x20 && u != '\t' && u != '\n' && u != '\r') || u == 0x7F) return false;
   }
-  return CodePoints(body) <= kMaxBodyCodePoints;
+  return core::CodePointCount(body) <= kMaxBodyCodePoints;
 }
 
 std::string Details(boost::json::object facts) { return boost::json::serialize(facts); }
@@ -278,7 +272,8 @@ Result<Conversation> Messaging::CreateConversation(const Principal& caller,
       return core::Error::kInvalidArgument;
     }
   } else {
-    if (!identity::IsPlainText(request.title, kMaxTitleBytes) || request.title.empty()) {
+    if (!identity::IsPlainText(request.title, kMaxTitleBytes) ||
+        core::HasBidiControl(request.title)) {
       *problem = "a group needs a title of 1 to 200 bytes of plain text";
       return core::Error::kInvalidArgument;
     }
@@ -393,7 +388,7 @@ Result<Conversation> Messaging::Update(const Principal& caller, const std::strin
                                        const ConversationChange& change,
                                        const RequestOrigin& origin, std::string* problem) {
   if (change.title && (!identity::IsPlainText(*change.title, kMaxTitleBytes) ||
-                       change.title->empty())) {
+                       core::HasBidiControl(*change.title))) {
     *problem = "a title is 1 to 200 bytes of plain text";
     return core::Error::kInvalidArgument;
   }
@@ -612,7 +607,8 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
   // A message with attachments may have no text.
   if (!(request.body.empty() && !request.attachment_ids.empty()) && !IsValidBody(request.body)) {
     done(core::Error::kInvalidArgument,
-         "body is 1 to 10000 characters of UTF-8 text without control characters");
+         "body is 1 to 10000 characters of UTF-8 text without control characters or "
+         "bidirectional overrides");
     return;
   }
   if (request.priority != "routine" && request.priority != "urgent") {

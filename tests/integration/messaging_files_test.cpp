@@ -311,5 +311,101 @@ TEST_F(MessagingFilesTest, DoNotForwardLegalHoldAndLifespansAreEnforced) {
   EXPECT_EQ(db.Count("audit_events WHERE action = 'conversation.legal_hold_set'"), 1);
 }
 
+// QUALITY.md's bad inputs on the routes of this file: each is refused with a
+// 4xx error envelope and stores nothing. Markup and SQL metacharacters in a
+// message are text: stored and answered exactly, as JSON, never run.
+TEST_F(MessagingFilesTest, BadInputsAreRefusedAndStoreNothing) {
+  const std::string c = Group("Ward 8");
+  const auto first = SendText(ann_, c, {{"body", "first"}});
+  ASSERT_EQ(first.status, 201);
+  const std::string message = Str(Parse(first.body), "id");
+  ASSERT_TRUE(Reauthenticate(owner_));
+  Sql db(data_ / "carewire.db", false);
+  auto counts = [&] {
+    return std::vector<std::int64_t>{
+        db.Count("messages"), db.Count("attachments"), db.Count("conversations"),
+        db.Count("conversation_events"),
+        db.Count("audit_events WHERE action != 'access.denied'"),
+        db.Count("conversations WHERE legal_hold = 1 OR message_lifespan_days IS NOT NULL")};
+  };
+  const auto before = counts();
+
+  struct Case {
+    std::string method, target, body;
+    const TestAccount* who;
+    Headers headers;
+  };
+  const std::string patch = "/api/v1/conversations/" + c;
+  const std::string hold = patch + "/legal-hold";
+  const std::string forward = "/api/v1/messages/" + message + "/forward";
+  const std::string upload = patch + "/attachments";
+  const std::string deep = std::string(10000, '[') + std::string(10000, ']');
+  std::vector<Case> cases;
+  for (const std::string& body :
+       {std::string(""), std::string("null"), std::string("[]"), std::string("{}"),
+        std::string(R"({"title":5})"), std::string(R"({"message_lifespan_days":0})"),
+        std::string(R"({"message_lifespan_days":-1})"),
+        std::string(R"({"message_lifespan_days":2147483648})"),
+        std::string(R"({"message_lifespan_days":9007199254740993})"),
+        std::string(R"({"message_lifespan_days":1e3})"),
+        std::string(R"({"message_lifespan_days":"NaN"})"),
+        std::string(R"({"title":"a","title":"b"})"), std::string(R"({"title":"\u202Eevil"})"),
+        std::string(R"({"title":"x\u0000y"})"), std::string(R"({"title":"a\nb"})"),
+        std::string(R"({"title":""})"), std::string(R"({"colour":"red"})"), deep,
+        std::string("{\"title\":\"\xff\xfe\"}"), std::string(R"({"title":"\ud800"})")}) {
+    cases.push_back({"PATCH", patch, body, &owner_, {}});
+  }
+  for (const std::string& body :
+       {std::string(""), std::string("null"), std::string(R"({"legal_hold":"true"})"),
+        std::string(R"({"legal_hold":1})"), std::string(R"({"legal_hold":true,"x":1})"),
+        std::string(R"({"legal_hold":true,"legal_hold":false})")}) {
+    cases.push_back({"PUT", hold, body, &owner_, {}});
+  }
+  for (const std::string& body :
+       {std::string("{}"), std::string(R"({"conversation_id":"../../etc","client_txn_id":"a"})"),
+        std::string(R"({"conversation_id":"cnv_00000000000000000000000000000000","client_txn_id":"a"})"),
+        std::string(R"({"conversation_id":")" + c + R"(","client_txn_id":"' OR 1=1;--"})"),
+        std::string(R"({"conversation_id":")" + c + R"(","client_txn_id":"${x}{{y}}%n"})"),
+        std::string(R"({"conversation_id":5,"client_txn_id":"a"})")}) {
+    cases.push_back({"POST", forward, body, &ann_, {}});
+  }
+  cases.push_back({"POST", "/api/v1/messages/msg_..%2f..%2fetc/forward", "{}", &ann_, {}});
+  cases.push_back({"POST", "/api/v1/conversations/" + c + "/messages",
+                   R"({"client_txn_id":"bidi","body":"scan\u202Efdp.exe"})", &ann_, {}});
+  cases.push_back({"POST", "/api/v1/conversations/" + c + "/messages",
+                   R"({"client_txn_id":"vt","body":"a\u000bb\u001cc"})", &ann_, {}});
+  for (const std::string& name : {std::string("..%2F..%2Fetc%2Fpasswd"), std::string("%00"),
+                                  std::string("%E2%80%AEgpj.exe"), std::string("%ZZ"),
+                                  std::string("%C3%28")}) {
+    cases.push_back({"POST", upload, "plain text\n", &ann_,
+                     {{"Content-Type", "text/plain"}, {"X-Attachment-Name", name}}});
+  }
+  cases.push_back({"POST", upload, std::string(10 << 20, '\0'), &ann_,
+                   {{"Content-Type", "image/png"}, {"X-Attachment-Name", "zeros.png"}}});
+  cases.push_back({"POST", upload, "<svg onload=alert(1)></svg>", &ann_,
+                   {{"Content-Type", "image/png"}, {"X-Attachment-Name", "x.png"}}});
+  cases.push_back({"POST", "/api/v1/conversations/cnv_00000000000000000000000000000000/attachments",
+                   "plain text\n", &ann_, {{"Content-Type", "text/plain"}}});
+  cases.push_back({"GET", "/api/v1/attachments/att_00000000000000000000000000000000", "", &ann_, {}});
+  cases.push_back({"GET", "/api/v1/attachments/../../etc/passwd", "", &ann_, {}});
+
+  for (const Case& k : cases) {
+    const auto r = Call(k.method, k.target, *k.who, k.body, k.headers);
+    const std::string what = k.method + " " + k.target + " " + k.body.substr(0, 80);
+    EXPECT_GE(r.status, 400) << what << " -> " << r.status << " " << r.body.substr(0, 200);
+    EXPECT_LT(r.status, 500) << what << " -> " << r.status << " " << r.body.substr(0, 200);
+    const auto error = Parse(r.body);
+    EXPECT_TRUE(error.contains("error")) << what << " -> " << r.body.substr(0, 200);
+  }
+  EXPECT_EQ(counts(), before);
+
+  // Markup, SQL and template text in a message is text.
+  const std::string inert = "<script>alert(1)</script> <svg onload=x> javascript:x ' \";-- ${x} {{y}} %n | ^ ~ \\ &";
+  const auto sent = SendText(ann_, c, {{"body", inert}});
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  EXPECT_EQ(sent.Header("content-type"), "application/json; charset=utf-8");
+  EXPECT_EQ(Str(Parse(sent.body), "body"), inert);
+}
+
 }  // namespace
 }  // namespace cw::testing
