@@ -14,7 +14,9 @@
 //   other org      owner of B: 404 not_found with A's ids in the path; on a
 //                  route without a path parameter, a 2xx that names nothing of A
 //   no perm        403 forbidden: a user whose one role, from the built-in
-//                  table, lacks the route's permission (n/a for own-account routes)
+//                  table, lacks the route's permission (n/a for own-account routes);
+//                  where every built-in role has it, one of A's own roles
+//                  (the courier lacks users.read, the clerk messaging)
 //   stale          401 reauth_required on Sensitive routes: a valid session
 //                  whose last password check was an hour ago
 //   allowed        the row's success status
@@ -22,8 +24,9 @@
 // The callers run in that order, over every row, so refusals run while every
 // object is still in place; the allowed calls come last and use fresh
 // objects or sessions wherever they use one up (a logout, a deactivation, a
-// revocation). What B does is checked to leave A's users, roles, settings and
-// emergency accesses as they were. The matrix is printed when anything fails.
+// revocation). What B does is checked to leave A's users, roles, settings,
+// emergency accesses, conversations and messages as they were. The matrix is
+// printed when anything fails.
 //
 // Sign-in costs Argon2id hashes and each TOTP step can be used once per
 // account, so extra sessions are opened with recovery codes and the owners'
@@ -33,6 +36,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/json.hpp>
 #include <chrono>
@@ -77,6 +81,10 @@ const std::string kNewPassword = "saffron-glacier-pivot-58";
 constexpr const char* kCustomRole = "courier";
 const std::vector<std::string> kCustomRolePermissions = {"messages.send", "messages.read"};
 constexpr const char* kSpareRole = "spare_role";  // held by no one, for DELETE /roles/{name}
+// A role of A's own without the messaging permissions, which every built-in
+// role holds: the no-permission caller of the messaging routes.
+constexpr const char* kClerkRole = "clerk";
+const std::vector<std::string> kClerkRolePermissions = {"users.read"};
 
 // ---- the route table --------------------------------------------------------
 
@@ -145,13 +153,22 @@ const std::map<std::string, std::string>& Exempt() {
   return exempt;
 }
 
-// The first built-in role, in the table's order, that lacks `p`; the custom
-// role when every built-in role has it.
+// The permissions of one of A's own roles.
+identity::PermissionSet CustomPermissions(const std::vector<std::string>& names) {
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "" : " ") + n;
+  return identity::ParsePermissionList(list);
+}
+
+// The first built-in role, in the table's order, that lacks `p`; when every
+// built-in role has it, the first of A's own roles that lacks it (the
+// courier, else the clerk).
 std::string RoleLacking(Permission p) {
   for (const identity::BuiltInRole& r : identity::BuiltInRoles()) {
     if (!identity::Has(r.permissions, p)) return std::string(r.name);
   }
-  return kCustomRole;
+  if (!identity::Has(CustomPermissions(kCustomRolePermissions), p)) return kCustomRole;
+  return kClerkRole;
 }
 
 // ---- small helpers ----------------------------------------------------------
@@ -184,11 +201,14 @@ std::string LoginBody(const std::string& org, const std::string& username,
   return Serialize({{"org", org}, {"username", username}, {"password", password}});
 }
 
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
 HttpResponse Send(std::uint16_t port, const std::string& method, const std::string& path,
-                  const std::string& token, const std::string& body = "") {
-  return Fetch(
-      port, method, path, body,
-      token.empty() ? std::vector<std::pair<std::string, std::string>>{} : BearerHeader(token));
+                  const std::string& token, const std::string& body = "",
+                  const Headers& extra = {}) {
+  Headers headers = token.empty() ? Headers{} : BearerHeader(token);
+  headers.insert(headers.end(), extra.begin(), extra.end());
+  return Fetch(port, method, path, body, headers);
 }
 
 std::string Describe(const ProcessResult& r) {
@@ -382,6 +402,9 @@ struct World {
   std::string held_session_id;       // ... this one
   std::string grant_id;              // owner A's emergency access
   std::string alert_id;              // the privacy officer's alert about it
+  std::string conversation_id;       // owner A's group, with the courier as a member ...
+  std::string message_id;            // ... and owner A's message in it
+  std::string attachment_id;         // owner A's upload to it, not yet sent
   std::vector<std::string> markers;  // what B must never see: A's ids, usernames and slug
   int serial = 0;                    // for unique names
 
@@ -396,6 +419,7 @@ struct Call {
   std::string path;
   std::string body;
   TestAccount* resign = nullptr;  // the call ends every session of this account: sign in again
+  Headers headers;                // besides Authorization (JSON bodies need none)
 };
 
 struct Row {
@@ -432,6 +456,21 @@ std::vector<Row> MatrixRows(World& w) {
   const std::string reason_body =
       Serialize({{"reason", "isolation matrix: the patient is in the emergency room"}});
   const std::string users = "/api/v1/users/";
+  // Secure messaging: A's group conversation and its message (set up in
+  // Prepare; empty on the first call, which only lists the keys).
+  const std::string courier_id = w.staff.count(kCustomRole) ? w.courier().user_id : "";
+  const std::string conversation = "/api/v1/conversations/" + w.conversation_id;
+  const std::string message = "/api/v1/messages/" + w.message_id;
+  const std::string group_body = Serialize(
+      {{"kind", "group"}, {"title", "isolation matrix"}, {"members", json::array{courier_id}}});
+  const std::string title_body = Serialize({{"title", "isolation matrix, renamed"}});
+  const std::string member_body = Serialize({{"user_id", w.target_user_id}});
+  const std::string forward_body =
+      Serialize({{"conversation_id", w.conversation_id}, {"client_txn_id", "isolation-forward"}});
+  // An upload is its bytes, named in a header; its type is sniffed from them.
+  const std::string upload = "Isolation matrix: a plain text attachment.\n";
+  const Headers upload_headers = {{"content-type", "text/plain"},
+                                  {"x-attachment-name", "isolation-matrix.txt"}};
 
   return {
       // Public sign-in steps: only the allowed call runs.
@@ -671,6 +710,94 @@ std::vector<Row> MatrixRows(World& w) {
       {.key = "GET /api/v1/audit/export",
        .target = {"", "/api/v1/audit/export?format=jsonl&from=2000-01-01&to=2100-01-01", ""},
        .allowed = owner_a("/api/v1/audit/export?format=jsonl&from=2000-01-01&to=2100-01-01")},
+
+      // Secure messaging: owner A's group, where owner A is the admin and
+      // the courier a plain member, and owner A's message in it. B naming
+      // A's courier as a member is refused like a user who does not exist
+      // (400), and B's own list names nothing of A. The rows run in this
+      // order: the user added by the members row is the one the next row
+      // removes, and the message is read before it is recalled.
+      {.key = "POST /api/v1/conversations",
+       .success = 201,
+       .target = {"", "/api/v1/conversations", group_body},
+       .allowed =
+           [&w] {
+             return Call{w.owner_a.token, "/api/v1/conversations",
+                         Serialize({{"kind", "group"},
+                                    {"title", w.Unique("isolation matrix")},
+                                    {"members", json::array{w.courier().user_id}}})};
+           },
+       .other_org = owner_b("/api/v1/conversations", group_body),
+       .other_org_status = 400},
+      {.key = "GET /api/v1/conversations",
+       .target = {"", "/api/v1/conversations", ""},
+       .allowed = courier("/api/v1/conversations")},
+      {.key = "GET /api/v1/conversations/{id}",
+       .target = {"", conversation, ""},
+       .allowed = courier(conversation)},
+      {.key = "PATCH /api/v1/conversations/{id}",
+       .target = {"", conversation, title_body},
+       .allowed = owner_a(conversation, title_body)},
+      {.key = "POST /api/v1/conversations/{id}/members",
+       .target = {"", conversation + "/members", member_body},
+       .allowed = owner_a(conversation + "/members", member_body)},
+      {.key = "DELETE /api/v1/conversations/{id}/members/{user_id}",
+       .success = 204,
+       .target = {"", conversation + "/members/" + w.target_user_id, ""},
+       .allowed = owner_a(conversation + "/members/" + w.target_user_id)},
+      {.key = "POST /api/v1/conversations/{id}/messages",
+       .success = 201,
+       .target = {"", conversation + "/messages",
+                  Serialize({{"client_txn_id", "isolation-matrix-refused"},
+                             {"body", "isolation matrix: never stored"}})},
+       .allowed =
+           [&w, conversation] {
+             return Call{w.courier().token, conversation + "/messages",
+                         Serialize({{"client_txn_id", w.Unique("isolation-matrix")},
+                                    {"body", "isolation matrix: the courier's message"}})};
+           }},
+      {.key = "GET /api/v1/conversations/{id}/messages",
+       .target = {"", conversation + "/messages", ""},
+       .allowed = courier(conversation + "/messages")},
+      {.key = "POST /api/v1/messages/{id}/read",
+       .success = 204,
+       .target = {"", message + "/read", ""},
+       .allowed = courier(message + "/read")},
+      {.key = "GET /api/v1/messages/{id}/receipts",
+       .target = {"", message + "/receipts", ""},
+       .allowed = owner_a(message + "/receipts")},
+      // The courier forwards owner A's message into the same conversation
+      // (before the recall below, which leaves nothing to forward).
+      {.key = "POST /api/v1/messages/{id}/forward",
+       .success = 201,
+       .target = {"", message + "/forward", forward_body},
+       .allowed =
+           [&w, message] {
+             return Call{w.courier().token, message + "/forward",
+                         Serialize({{"conversation_id", w.conversation_id},
+                                    {"client_txn_id", w.Unique("isolation-forward")}})};
+           }},
+      {.key = "POST /api/v1/messages/{id}/recall",
+       .success = 204,
+       .target = {"", message + "/recall", ""},
+       .allowed = owner_a(message + "/recall")},
+      {.key = "POST /api/v1/conversations/{id}/attachments",
+       .success = 201,
+       .target = {"", conversation + "/attachments", upload, nullptr, upload_headers},
+       .allowed =
+           [&w, conversation, upload, upload_headers] {
+             return Call{w.owner_a.token, conversation + "/attachments", upload, nullptr,
+                         upload_headers};
+           }},
+      // Until it is sent, an upload is its uploader's alone.
+      {.key = "GET /api/v1/attachments/{id}",
+       .target = {"", "/api/v1/attachments/" + w.attachment_id, ""},
+       .allowed = owner_a("/api/v1/attachments/" + w.attachment_id)},
+      // Legal hold is the organization's (org.manage), whether or not the
+      // caller belongs to the conversation; last, since a hold stops recall.
+      {.key = "PUT /api/v1/conversations/{id}/legal-hold",
+       .target = {"", conversation + "/legal-hold", R"({"legal_hold":true})"},
+       .allowed = owner_a(conversation + "/legal-hold", R"({"legal_hold":true})")},
   };
 }
 
@@ -687,7 +814,9 @@ bool Prepare(World& w, const std::string& otp_a, const std::string& otp_b,
 
   for (const auto& [name, permissions] :
        std::vector<std::pair<std::string, std::vector<std::string>>>{
-           {kCustomRole, kCustomRolePermissions}, {kSpareRole, {"messages.read"}}}) {
+           {kCustomRole, kCustomRolePermissions},
+           {kSpareRole, {"messages.read"}},
+           {kClerkRole, kClerkRolePermissions}}) {
     const auto r = Send(port, "PUT", "/api/v1/roles/" + name, w.owner_a.token,
                         Serialize({{"description", "isolation matrix"},
                                    {"permissions", json::value_from(permissions)}}));
@@ -745,6 +874,38 @@ bool Prepare(World& w, const std::string& otp_a, const std::string& otp_b,
     EXPECT_FALSE(w.alert_id.empty()) << "no alert about " << w.grant_id << ": " << alerts.body;
   }
 
+  // Owner A's group conversation with the courier, and a message in it, once
+  // the router has messaging.
+  const bool messaging = std::any_of(routes.begin(), routes.end(), [](const RegisteredRoute& r) {
+    return r.key == "POST /api/v1/conversations";
+  });
+  if (messaging) {
+    const auto created = Send(port, "POST", "/api/v1/conversations", w.owner_a.token,
+                              Serialize({{"kind", "group"},
+                                         {"title", "isolation matrix: A's conversation"},
+                                         {"members", json::array{w.courier().user_id}}}));
+    EXPECT_EQ(created.status, 201) << created.body;
+    w.conversation_id = Field(created, "id");
+    const auto sent = Send(port, "POST", "/api/v1/conversations/" + w.conversation_id + "/messages",
+                           w.owner_a.token,
+                           Serialize({{"client_txn_id", "isolation-matrix-1"},
+                                      {"body", "isolation matrix: owner A's message"}}));
+    EXPECT_EQ(sent.status, 201) << sent.body;
+    w.message_id = Field(sent, "id");
+    if (w.conversation_id.empty() || w.message_id.empty()) return false;
+  }
+  if (std::any_of(routes.begin(), routes.end(), [](const RegisteredRoute& r) {
+        return r.key == "GET /api/v1/attachments/{id}";
+      })) {
+    const auto uploaded =
+        Send(port, "POST", "/api/v1/conversations/" + w.conversation_id + "/attachments",
+             w.owner_a.token, "Isolation matrix: owner A's attachment.\n",
+             {{"content-type", "text/plain"}, {"x-attachment-name", "owner-a.txt"}});
+    EXPECT_EQ(uploaded.status, 201) << uploaded.body;
+    w.attachment_id = Field(uploaded, "id");
+    if (w.attachment_id.empty()) return false;
+  }
+
   // The refused callers' tokens, all owner A's: whatever they are refused,
   // it is not for a missing permission.
   w.expired_token = FreshSession(port, w.owner_a);
@@ -764,6 +925,11 @@ bool Prepare(World& w, const std::string& otp_a, const std::string& otp_b,
                revoked_id,        stale_id,
                w.held_session_id, w.grant_id,
                w.alert_id,        SessionIdOf(port, w.owner_a.token)};
+  if (messaging) {
+    w.markers.push_back(w.conversation_id);
+    w.markers.push_back(w.message_id);
+  }
+  if (!w.attachment_id.empty()) w.markers.push_back(w.attachment_id);
   const json::object listed =
       ParseObject(Send(port, "GET", "/api/v1/users?limit=500", w.owner_a.token).body);
   if (const auto* list = listed.if_contains("users"); list && list->is_array()) {
@@ -835,7 +1001,7 @@ class Runner {
   HttpResponse Run(const std::string& key, Caller caller, const Call& call, int want,
                    const std::string& code = "") {
     const std::string method = key.substr(0, key.find(' '));
-    const HttpResponse r = Send(w_.port, method, call.path, call.token, call.body);
+    const HttpResponse r = Send(w_.port, method, call.path, call.token, call.body, call.headers);
     const bool ok = r.status == want && (code.empty() || ErrorCodeOf(r) == code);
     m_[key][caller] =
         ok ? std::to_string(r.status) : std::to_string(r.status) + "!" + std::to_string(want);
@@ -947,10 +1113,8 @@ TEST(IsolationMatrixTest, EveryRouteAnswersOnlyTheCallerItIsFor) {
     const api::Access& a = access(row);
     if (a.scope != Scope::kSignedIn || a.own_account) continue;
     const std::string role = RoleLacking(a.permission);
-    if (role == kCustomRole) {
-      const identity::PermissionSet custom = identity::ParsePermissionList(
-          kCustomRolePermissions[0] + " " + kCustomRolePermissions[1]);
-      ASSERT_FALSE(identity::Has(custom, a.permission))
+    if (role == kClerkRole) {
+      ASSERT_FALSE(identity::Has(CustomPermissions(kClerkRolePermissions), a.permission))
           << "no role lacks " << identity::PermissionName(a.permission) << " (" << row.key
           << "): give the matrix a custom role without it";
     }
@@ -961,8 +1125,15 @@ TEST(IsolationMatrixTest, EveryRouteAnswersOnlyTheCallerItIsFor) {
   // 4 and 5. Organization B. Nothing B does may change what A has.
   auto snapshot = [&] {
     std::string s;
-    for (const char* path :
-         {"/api/v1/users?limit=500", "/api/v1/roles", "/api/v1/org", "/api/v1/break-glass"}) {
+    std::vector<std::string> paths = {"/api/v1/users?limit=500", "/api/v1/roles", "/api/v1/org",
+                                      "/api/v1/break-glass"};
+    if (!w.conversation_id.empty()) {
+      paths.push_back("/api/v1/conversations");
+      paths.push_back("/api/v1/conversations/" + w.conversation_id);
+      paths.push_back("/api/v1/conversations/" + w.conversation_id + "/messages");
+      paths.push_back("/api/v1/messages/" + w.message_id + "/receipts");
+    }
+    for (const std::string& path : paths) {
       const auto r = Send(w.port, "GET", path, w.owner_a.token);
       EXPECT_EQ(r.status, 200) << path << ": " << r.body;
       s += std::string(path) + " " + r.body + "\n";
