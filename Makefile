@@ -6,7 +6,7 @@ DATA_DIR ?= var/data
 LISTEN ?= 127.0.0.1:8443
 CAREWIRE := build/release/apps/carewire/carewire
 
-.PHONY: all deps build run test test-release test-asan bench format lint clean
+.PHONY: all deps build run test test-release test-asan test-long bench format lint clean
 
 all: build
 
@@ -36,12 +36,18 @@ test: test-release test-asan
 test-release: deps
 	cmake --preset release >/dev/null
 	cmake --build --preset release
-	ctest --preset release
+	ctest --preset release --label-exclude long
 
 test-asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan
-	ctest --preset asan
+	ctest --preset asan --label-exclude long
+
+# The long suite: the messaging crash test for 200 cycles instead of 50.
+test-long: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release
+	ctest --preset release --label-regex long
 
 # Benchmarks print figures; see bench/README.md and docs/performance.md.
 bench: deps
