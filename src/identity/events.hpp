@@ -1,7 +1,8 @@
 #pragma once
 
 // The audit event of something a signed-in user did: the actor, the action,
-// its target, and where the request came from. Internal to identity/.
+// its target, and where the request came from. Shared by the domain
+// subsystems (identity, messaging).
 
 #include <string_view>
 

@@ -71,6 +71,16 @@ bool IsAttachmentId(std::string_view id) {
   return true;
 }
 
+// Reads `data` from `*offset` on, for the stream sealer and opener.
+crypto::StreamReader BufferReader(std::string_view data, std::size_t* offset) {
+  return [data, offset](std::span<std::uint8_t> out) {
+    const std::size_t n = std::min(out.size(), data.size() - *offset);
+    std::memcpy(out.data(), data.data() + *offset, n);
+    *offset += n;
+    return n;
+  };
+}
+
 }  // namespace
 
 std::string SniffContentType(std::string_view bytes) {
@@ -144,15 +154,14 @@ Result<int> DestroyUnsentAttachments(Transaction& tx, const std::string& cutoff,
     auto row = tx.Execute("UPDATE attachments SET destroyed_at = ?, name = NULL WHERE id = ?",
                           {now, r.Text(0)});
     if (!row) return row.error();
-    audit::Event e;
-    e.org_id = r.Text(1);
-    e.actor_type = audit::ActorType::kSystem;
-    e.actor_id = "message-lifespan";
-    e.action = "attachment.purged";
-    e.target_type = "attachment";
-    e.target_id = r.Text(0);
-    e.details = Details({{"reason", "never_sent"}});
-    if (auto s = audit::Record(tx, e, now); !s) return s.error();
+    if (auto s = audit::Record(tx,
+                               SystemEvent(r.Text(1), "message-lifespan", "attachment.purged",
+                                           "attachment", r.Text(0),
+                                           Details({{"reason", "never_sent"}})),
+                               now);
+        !s) {
+      return s.error();
+    }
   }
   return static_cast<int>(ids->size());
 }
@@ -184,15 +193,8 @@ Result<Attachment> Messaging::UploadAttachment(const Principal& caller,
   }
   // Membership first, so nothing is sealed for a conversation the caller
   // cannot see; the write checks it again.
-  auto visible = db_.Read([&](Transaction& tx) -> Status {
-    auto member = tx.QueryOne(
-        "SELECT 1 FROM conversation_members cm JOIN conversations c ON c.id = "
-        "cm.conversation_id WHERE cm.conversation_id = ? AND cm.user_id = ? AND c.org_id = ?",
-        {conversation_id, caller.user_id, caller.org_id});
-    if (!member) return member.error();
-    if (!*member) return core::Error::kNotFound;
-    return Ok();
-  });
+  auto visible =
+      db_.Read([&](Transaction& tx) { return RequireMember(tx, caller, conversation_id); });
   if (!visible) return visible.error();
 
   Attachment a;
@@ -209,13 +211,7 @@ Result<Attachment> Messaging::UploadAttachment(const Principal& caller,
   std::vector<storage::Blob> rows(1);
   std::size_t offset = 0;
   crypto::SealStream(
-      *key, ContentContext(caller.org_id, a.id),
-      [&](std::span<std::uint8_t> out) {
-        const std::size_t n = std::min(out.size(), bytes.size() - offset);
-        std::memcpy(out.data(), bytes.data() + offset, n);
-        offset += n;
-        return n;
-      },
+      *key, ContentContext(caller.org_id, a.id), BufferReader(bytes, &offset),
       [&](std::span<const std::uint8_t> sealed) {
         while (!sealed.empty()) {
           if (rows.back().size() == kStoredChunkBytes) rows.emplace_back();
@@ -233,11 +229,7 @@ Result<Attachment> Messaging::UploadAttachment(const Principal& caller,
   }
 
   auto written = db_.Write([&](Transaction& tx) -> Status {
-    auto member = tx.QueryOne(
-        "SELECT 1 FROM conversation_members WHERE conversation_id = ? AND user_id = ?",
-        {conversation_id, caller.user_id});
-    if (!member) return member.error();
-    if (!*member) return core::Error::kNotFound;
+    if (auto member = RequireMember(tx, caller, conversation_id); !member) return member;
     const std::string now = core::NowRfc3339();
     auto inserted = tx.Execute(
         "INSERT INTO attachments (id, org_id, conversation_id, uploader_id, content_type, "
@@ -251,19 +243,12 @@ Result<Attachment> Messaging::UploadAttachment(const Principal& caller,
                      {a.id, static_cast<std::int64_t>(i), rows[i]});
       if (!chunk) return chunk.error();
     }
-    audit::Event e;
-    e.org_id = caller.org_id;
-    e.actor_type = audit::ActorType::kUser;
-    e.actor_id = caller.user_id;
-    e.action = "attachment.uploaded";
-    e.target_type = "attachment";
-    e.target_id = a.id;
-    e.source_address = origin.source_address;
-    e.request_id = origin.request_id;
-    e.details = Details({{"conversation_id", conversation_id},
-                         {"mime_type", a.content_type},
-                         {"size", a.size}});
-    return audit::Record(tx, e, now);
+    return audit::Record(tx,
+                         AuditFor(caller, origin, "attachment.uploaded", "attachment", a.id,
+                                  Details({{"conversation_id", conversation_id},
+                                           {"mime_type", a.content_type},
+                                           {"size", a.size}})),
+                         now);
   });
   if (!written) return written.error();
   return a;
@@ -306,12 +291,8 @@ Result<AttachmentContent> Messaging::DownloadAttachment(const Principal& caller,
   out.bytes.reserve(static_cast<std::size_t>(out.info.size));
   auto opened = crypto::OpenStream(
       (*keys)->data, ContentContext(caller.org_id, id),
-      [&](std::span<std::uint8_t> buf) {
-        const std::size_t n = std::min(buf.size(), sealed.size() - offset);
-        std::memcpy(buf.data(), sealed.data() + offset, n);
-        offset += n;
-        return n;
-      },
+      BufferReader(std::string_view(reinterpret_cast<const char*>(sealed.data()), sealed.size()),
+                   &offset),
       [&](std::span<const std::uint8_t> plain) {
         out.bytes.append(reinterpret_cast<const char*>(plain.data()), plain.size());
       });
@@ -326,18 +307,11 @@ Result<AttachmentContent> Messaging::DownloadAttachment(const Principal& caller,
   }
 
   auto written = db_.Write([&](Transaction& tx) -> Status {
-    audit::Event e;
-    e.org_id = caller.org_id;
-    e.actor_type = audit::ActorType::kUser;
-    e.actor_id = caller.user_id;
-    e.action = "attachment.downloaded";
-    e.target_type = "attachment";
-    e.target_id = id;
-    e.source_address = origin.source_address;
-    e.request_id = origin.request_id;
-    e.details = Details({{"conversation_id", out.info.conversation_id},
-                         {"message_id", out.info.message_id}});
-    return audit::Record(tx, e, core::NowRfc3339());
+    return audit::Record(tx,
+                         AuditFor(caller, origin, "attachment.downloaded", "attachment", id,
+                                  Details({{"conversation_id", out.info.conversation_id},
+                                           {"message_id", out.info.message_id}})),
+                         core::NowRfc3339());
   });
   if (!written) {
     sodium_memzero(out.bytes.data(), out.bytes.size());

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "audit/audit_log.hpp"
 #include "messaging/messaging.hpp"
 #include "storage/database.hpp"
 
@@ -22,6 +23,20 @@ constexpr std::string_view kColumn = "body";
 
 storage::Value Nullable(const std::string& s);
 std::string Details(boost::json::object facts);
+
+// The audit event of something the caller did, with facts in `details`.
+audit::Event AuditFor(const Principal& caller, const RequestOrigin& origin, std::string_view action,
+                      std::string_view target_type, std::string_view target_id,
+                      std::string details = {});
+
+// The audit event of something a job (`job`, a system actor) did.
+audit::Event SystemEvent(const std::string& org_id, std::string_view job, std::string action,
+                         std::string target_type, std::string target_id, std::string details);
+
+// kNotFound unless the caller belongs to the conversation, in their
+// organization.
+Status RequireMember(storage::Transaction& tx, const Principal& caller,
+                     const std::string& conversation_id);
 
 // One row of conversation_events.
 struct EventRow {

@@ -17,19 +17,6 @@ using namespace internal;
 using storage::Row;
 using storage::Transaction;
 
-audit::Event SystemEvent(const std::string& org_id, std::string_view job, std::string action,
-                         std::string target_type, std::string target_id, std::string details) {
-  audit::Event e;
-  e.org_id = org_id;
-  e.actor_type = audit::ActorType::kSystem;
-  e.actor_id = std::string(job);
-  e.action = std::move(action);
-  e.target_type = std::move(target_type);
-  e.target_id = std::move(target_id);
-  e.details = std::move(details);
-  return e;
-}
-
 // Members who have not read a message (members still, not those who left).
 Result<std::vector<std::string>> UnreadBy(Transaction& tx, const std::string& conversation_id,
                                           const std::string& message_id) {

@@ -14,6 +14,7 @@
 #include "core/random.hpp"
 #include "core/time.hpp"
 #include "core/utf8.hpp"
+#include "identity/events.hpp"
 #include "identity/organizations.hpp"
 #include "messaging/internal.hpp"
 #include "messaging/render.hpp"
@@ -46,17 +47,10 @@ bool IsValidBody(std::string_view body) {
 
 std::string Details(boost::json::object facts) { return boost::json::serialize(facts); }
 
-audit::Event AuditFor(const Principal& caller, const RequestOrigin& origin, std::string action,
-                      std::string target_type, std::string target_id, std::string details = {}) {
-  audit::Event e;
-  e.org_id = caller.org_id;
-  e.actor_type = audit::ActorType::kUser;
-  e.actor_id = caller.user_id;
-  e.action = std::move(action);
-  e.target_type = std::move(target_type);
-  e.target_id = std::move(target_id);
-  e.source_address = origin.source_address;
-  e.request_id = origin.request_id;
+audit::Event AuditFor(const Principal& caller, const RequestOrigin& origin, std::string_view action,
+                      std::string_view target_type, std::string_view target_id,
+                      std::string details) {
+  audit::Event e = identity::ActorEvent(caller, action, target_type, target_id, origin);
   e.details = std::move(details);
   return e;
 }
@@ -113,6 +107,30 @@ std::vector<std::string> Audience(const Conversation& c) {
   return out;
 }
 
+// The audit event of something a job did.
+audit::Event SystemEvent(const std::string& org_id, std::string_view job, std::string action,
+                         std::string target_type, std::string target_id, std::string details) {
+  audit::Event e;
+  e.org_id = org_id;
+  e.actor_type = audit::ActorType::kSystem;
+  e.actor_id = std::string(job);
+  e.action = std::move(action);
+  e.target_type = std::move(target_type);
+  e.target_id = std::move(target_id);
+  e.details = std::move(details);
+  return e;
+}
+
+Status RequireMember(Transaction& tx, const Principal& caller, const std::string& conversation_id) {
+  auto member = tx.QueryOne(
+      "SELECT 1 FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id "
+      "WHERE cm.conversation_id = ? AND cm.user_id = ? AND c.org_id = ?",
+      {conversation_id, caller.user_id, caller.org_id});
+  if (!member) return member.error();
+  if (!*member) return core::Error::kNotFound;
+  return Ok();
+}
+
 // 1 when `user_id` is an active user of the organization, else 0.
 Result<int> IsActiveUser(Transaction& tx, const std::string& org_id, const std::string& user_id) {
   auto row = tx.QueryOne("SELECT 1 FROM users WHERE id = ? AND org_id = ? AND status = 'active'",
@@ -133,6 +151,16 @@ Result<std::int64_t> AppendEvent(Transaction& tx, const EventRow& e, const std::
   return (*row)->Int(0);
 }
 
+// The live form of a conversation.updated event, for every member.
+LiveEvent ConversationLive(std::int64_t cursor, const std::string& org_id, const Conversation& c) {
+  LiveEvent live;
+  live.cursor = cursor;
+  live.org_id = org_id;
+  live.audience = Audience(c);
+  live.frame = std::make_shared<const std::string>(render::ConversationUpdated(cursor, c));
+  return live;
+}
+
 // A conversation.updated event for every member, made and rendered in `tx`.
 Status AnnounceConversation(Transaction& tx, const Conversation& c, const std::string& org_id,
                             const std::string& now, std::vector<LiveEvent>& out,
@@ -140,12 +168,7 @@ Status AnnounceConversation(Transaction& tx, const Conversation& c, const std::s
   auto id = AppendEvent(tx, {org_id, c.id, "conversation.updated", {}, {}, {}, {}}, now);
   if (!id) return id.error();
   if (cursor != nullptr) *cursor = *id;
-  LiveEvent live;
-  live.cursor = *id;
-  live.org_id = org_id;
-  live.audience = Audience(c);
-  live.frame = std::make_shared<const std::string>(render::ConversationUpdated(*id, c));
-  out.push_back(std::move(live));
+  out.push_back(ConversationLive(*id, org_id, c));
   return Ok();
 }
 
@@ -336,12 +359,7 @@ Result<Conversation> Messaging::CreateConversation(const Principal& caller,
     if (!*c) return core::Error::kInternal;
     result = std::move(**c);
     *created = true;
-    LiveEvent live;
-    live.cursor = *event;
-    live.org_id = caller.org_id;
-    live.audience = Audience(result);
-    live.frame = std::make_shared<const std::string>(render::ConversationUpdated(*event, result));
-    out.push_back(std::move(live));
+    out.push_back(ConversationLive(*event, caller.org_id, result));
     return audit::Record(
         tx,
         AuditFor(caller, origin, "conversation.created", "conversation", id,
@@ -524,12 +542,7 @@ Result<Conversation> Messaging::AddMember(const Principal& caller, const std::st
     if (!fresh) return fresh.error();
     if (!*fresh) return core::Error::kInternal;
     result = std::move(**fresh);
-    LiveEvent live;
-    live.cursor = *event;
-    live.org_id = caller.org_id;
-    live.audience = Audience(result);
-    live.frame = std::make_shared<const std::string>(render::ConversationUpdated(*event, result));
-    out.push_back(std::move(live));
+    out.push_back(ConversationLive(*event, caller.org_id, result));
     return audit::Record(tx,
                          AuditFor(caller, origin, "conversation.member_added", "conversation", id,
                                   Details({{"member", user_id}})),
@@ -656,12 +669,7 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
         const Principal& who = state->caller;
         Message& msg = state->message;
         state->replay = false;
-        auto member = tx.QueryOne(
-            "SELECT 1 FROM conversation_members cm JOIN conversations c ON c.id = "
-            "cm.conversation_id WHERE cm.conversation_id = ? AND cm.user_id = ? AND c.org_id = ?",
-            {msg.conversation_id, who.user_id, who.org_id});
-        if (!member) return member.error();
-        if (!*member) return core::Error::kNotFound;
+        if (auto member = RequireMember(tx, who, msg.conversation_id); !member) return member;
 
         auto existing = tx.QueryOne(
             "SELECT " + std::string(kMessageColumns) +
