@@ -440,8 +440,8 @@ TEST_F(AuditCliTest, ServeRefusesABrokenChainUnlessTheOperatorAcceptsIt) {
   const auto events = ExportJsonl(data);
   ASSERT_EQ(CountAction(events, "audit.broken_chain_accepted"), 1);
   for (const auto& e : events) {
-    if (Str(e, "action") != "audit.broken_chain_accepted") continue;
-    EXPECT_EQ(Str(e, "outcome"), "failure");
+    if (Field(e, "action") != "audit.broken_chain_accepted") continue;
+    EXPECT_EQ(Field(e, "outcome"), "failure");
     EXPECT_GT(e.at("seq").as_int64(), last);
   }
   // Accepting does not launder the log.
@@ -522,19 +522,20 @@ TEST_F(AuditCliTest, ExportWritesJsonLinesAndCsvFiltersByTimeAndRecordsItself) {
     for (const auto& kv : e) keys.insert(std::string(kv.key()));
     EXPECT_EQ(keys, std::set<std::string>(kFields.begin(), kFields.end())) << json::serialize(e);
     EXPECT_EQ(e.at("seq").as_int64(), static_cast<std::int64_t>(i + 1));
-    EXPECT_TRUE(std::regex_match(Str(e, "hash"), std::regex("[0-9a-f]{64}"))) << json::serialize(e);
-    EXPECT_TRUE(std::regex_match(Str(e, "occurred_at"),
+    EXPECT_TRUE(std::regex_match(Field(e, "hash"), std::regex("[0-9a-f]{64}")))
+        << json::serialize(e);
+    EXPECT_TRUE(std::regex_match(Field(e, "occurred_at"),
                                  std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z)")))
         << json::serialize(e);
     if (!e.at("details").is_null()) {
-      EXPECT_TRUE(json::parse(Str(e, "details")).is_object()) << json::serialize(e);
+      EXPECT_TRUE(json::parse(Field(e, "details")).is_object()) << json::serialize(e);
     }
     // The exported fields are exactly the hashed ones: the chain recomputes
     // from the export alone.
     std::vector<std::string> items;
-    for (std::size_t f = 1; f <= 12; ++f) items.push_back(Str(e, kFields[f].c_str()));
+    for (std::size_t f = 1; f <= 12; ++f) items.push_back(Field(e, kFields[f].c_str()));
     const Hash h = ChainHash(previous, e.at("seq").as_int64(), items);
-    EXPECT_EQ(Hex(h), Str(e, "hash")) << json::serialize(e);
+    EXPECT_EQ(Hex(h), Field(e, "hash")) << json::serialize(e);
     previous = h;
   }
   EXPECT_EQ(CountAction(first, "diagnostics.sealed_probe_created"), 1);
@@ -558,7 +559,7 @@ TEST_F(AuditCliTest, ExportWritesJsonLinesAndCsvFiltersByTimeAndRecordsItself) {
     const auto& e = after_csv[i - 1];
     EXPECT_EQ(rows[i][column["seq"]], std::to_string(e.at("seq").as_int64()));
     for (const char* f : {"action", "hash", "occurred_at", "org_id", "target_id", "details"}) {
-      EXPECT_EQ(rows[i][column[f]], Str(e, f)) << "row " << i << " " << f;
+      EXPECT_EQ(rows[i][column[f]], Field(e, f)) << "row " << i << " " << f;
     }
   }
 
@@ -579,12 +580,12 @@ TEST_F(AuditCliTest, ExportWritesJsonLinesAndCsvFiltersByTimeAndRecordsItself) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_GE(all.size(), after_csv.size());
   // A window between two recorded times.
-  const std::string from = Str(after_csv[4], "occurred_at");  // the second organization
-  const std::string to = Str(after_csv[10], "occurred_at");
+  const std::string from = Field(after_csv[4], "occurred_at");  // the second organization
+  const std::string to = Field(after_csv[10], "occurred_at");
   ASSERT_LT(from, to);
   std::vector<std::int64_t> expected;
   for (const auto& e : after_csv) {
-    if (Str(e, "occurred_at") >= from && Str(e, "occurred_at") < to) {
+    if (Field(e, "occurred_at") >= from && Field(e, "occurred_at") < to) {
       expected.push_back(e.at("seq").as_int64());
     }
   }
@@ -641,11 +642,11 @@ TEST_F(AuditCliTest, ExportWithAnImpossibleDateIsRefusedBeforeItIsRecorded) {
   }
   const auto events = ExportJsonl(data);
   for (const auto& e : events) {
-    if (Str(e, "action") != "audit.exported") continue;
-    EXPECT_TRUE(Str(e, "details").find("2026-13-45") == std::string::npos &&
-                Str(e, "details").find("2026-02-30") == std::string::npos &&
-                Str(e, "details").find("T25:") == std::string::npos)
-        << "a refused export is recorded as " << Str(e, "outcome") << ": " << json::serialize(e);
+    if (Field(e, "action") != "audit.exported") continue;
+    EXPECT_TRUE(Field(e, "details").find("2026-13-45") == std::string::npos &&
+                Field(e, "details").find("2026-02-30") == std::string::npos &&
+                Field(e, "details").find("T25:") == std::string::npos)
+        << "a refused export is recorded as " << Field(e, "outcome") << ": " << json::serialize(e);
   }
 }
 

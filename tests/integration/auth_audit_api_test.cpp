@@ -33,23 +33,22 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iomanip>
 #include <iostream>
 #include <map>
 #include <regex>
 #include <set>
 #include <sstream>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "support/accounts.hpp"
+#include "support/api.hpp"
+#include "support/deployment.hpp"
 #include "support/https_client.hpp"
-#include "support/sql.hpp"
 #include "support/server_process.hpp"
+#include "support/sql.hpp"
 
 namespace cw::testing {
 namespace {
@@ -75,94 +74,17 @@ const json::array kAllPermissions = {
     "sessions.manage", "audit.read",        "audit.export",  "alerts.read",
     "devices.wipe",    "templates.approve", "keys.rotate",   "break_glass", "break_glass.review"};
 
-std::string Describe(const ProcessResult& r) {
-  return "exit " + std::to_string(r.exit_code) + " signal " + std::to_string(r.signal) +
-         "\nstdout: " + r.out + "\nstderr: " + r.err;
-}
-
-Headers Bearer(const std::string& token) { return {{"authorization", "Bearer " + token}}; }
-
-std::string LoginBody(const std::string& org, const std::string& username,
-                      const std::string& password) {
-  return json::serialize(
-      json::object{{"org", org}, {"username", username}, {"password", password}});
-}
-
 std::string PasswordBody(const std::string& current, const std::string& next) {
   return json::serialize(json::object{{"current_password", current}, {"new_password", next}});
 }
 
-std::string Str(const json::value& v) { return v.is_string() ? std::string(v.as_string()) : ""; }
-
-std::string Field(const json::object& o, const char* key) {
-  const auto* v = o.if_contains(key);
-  return v == nullptr ? "" : Str(*v);
-}
-
 std::int64_t Seq(const json::value& event) { return event.at("seq").to_number<std::int64_t>(); }
-
-// An error response in the documented envelope: the status, JSON, the code,
-// a message and the request id of the X-Request-Id header.
-::testing::AssertionResult IsError(const HttpResponse& r, int status, const std::string& code) {
-  if (r.status != status) {
-    return ::testing::AssertionFailure()
-           << "status " << r.status << ", expected " << status << ": " << r.body;
-  }
-  if (r.Header("content-type") != "application/json; charset=utf-8") {
-    return ::testing::AssertionFailure() << "content-type " << r.Header("content-type");
-  }
-  boost::system::error_code ec;
-  const json::value v = json::parse(r.body, ec);
-  if (ec || !v.is_object() || !v.as_object().contains("error")) {
-    return ::testing::AssertionFailure() << "not an error envelope: " << r.body;
-  }
-  const auto& e = v.at("error").as_object();
-  if (Field(e, "code") != code) {
-    return ::testing::AssertionFailure() << "code " << Field(e, "code") << ", expected " << code;
-  }
-  if (Field(e, "message").empty()) return ::testing::AssertionFailure() << "no message";
-  if (Field(e, "request_id") != r.Header("x-request-id") || r.Header("x-request-id").empty()) {
-    return ::testing::AssertionFailure() << "request_id does not match X-Request-Id: " << r.body;
-  }
-  return ::testing::AssertionSuccess();
-}
-
-// A 4xx error in the envelope, whatever the code.
-::testing::AssertionResult IsClientError(const HttpResponse& r) {
-  if (r.status < 400 || r.status > 499) {
-    return ::testing::AssertionFailure() << "status " << r.status << ": " << r.body;
-  }
-  boost::system::error_code ec;
-  const json::value v = json::parse(r.body, ec);
-  if (ec || !v.is_object() || !v.as_object().contains("error")) {
-    return ::testing::AssertionFailure() << "not an error envelope: " << r.body;
-  }
-  return IsError(r, r.status, Field(v.at("error").as_object(), "code"));
-}
 
 // The body of an error without its request id, to compare two answers.
 std::string WithoutRequestId(const std::string& body) {
   json::value v = json::parse(body);
   v.at("error").as_object().erase("request_id");
   return json::serialize(v);
-}
-
-// Seconds since the epoch of an RFC 3339 UTC time "YYYY-MM-DDTHH:MM:SS[.f]Z".
-std::time_t ParseUtc(const std::string& text) {
-  std::tm tm{};
-  std::istringstream in(text);
-  in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
-  if (in.fail() || text.empty() || text.back() != 'Z') {
-    throw std::runtime_error("not an RFC 3339 UTC time: " + text);
-  }
-  return timegm(&tm);
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // ---- the deployment under test ----------------------------------------------
@@ -177,51 +99,19 @@ struct SignedIn {
 class AuthAuditTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    data_ = dir_.path() / "data";
-    otp_[kOrgA] = CreateOrg("init", kOrgA, kOwnerA);
+    otp_[kOrgA] = deployment_.AddOrg(kOrgA, kOwnerA);
     if (HasFatalFailure()) return;
-    // Every request comes from 127.0.0.1, and the sign-in throttle delays an
-    // address after a few failures (auth.free_failures, 5 by default) across
-    // all accounts. These tests send many wrong credentials on purpose, to
-    // check how each is answered, so they lift the free failures; the hourly
-    // limits stay, and identity_api_test.cpp tests the throttle itself.
-    server_ = std::make_unique<ServerProcess>(ServerProcess::Options{
-        .env = {{"CAREWIRE_AUTH_FREE_FAILURES", "1000"}}, .data_dir = data_.string()});
+    deployment_.Start();
   }
 
   void TearDown() override {
-    if (server_) server_->Stop(SIGKILL);
+    if (deployment_.started()) deployment_.server().Stop(SIGKILL);
   }
 
-  std::uint16_t port() const { return server_->port(); }
-  fs::path database() const { return data_ / "carewire.db"; }
-
-  // `carewire init` or `carewire org create`; returns the owner's one-time password.
-  std::string CreateOrg(const std::string& command, const std::string& slug,
-                        const std::string& owner) {
-    std::vector<std::string> args;
-    if (command == "init") {
-      args = {"init"};
-    } else {
-      args = {"org", "create"};
-    }
-    for (const std::string& a :
-         {std::string("--data-dir"), data_.string(), std::string("--org"), slug,
-          std::string("--org-name"), "Clinic " + slug, std::string("--owner"), owner}) {
-      args.push_back(a);
-    }
-    const auto r = RunCarewire(args);
-    EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    std::smatch m;
-    const std::regex line("owner " + owner + " one-time password: (\\S+)\n");
-    EXPECT_TRUE(std::regex_search(r.out, m, line)) << r.out;
-    // The one-time password is shown on stdout only.
-    if (m.size() > 1) {
-      EXPECT_EQ(r.err.find(m[1].str()), std::string::npos);
-      return m[1].str();
-    }
-    return "";
-  }
+  std::uint16_t port() const { return deployment_.port(); }
+  const fs::path& data() const { return deployment_.data(); }
+  fs::path database() const { return deployment_.database(); }
+  ServerProcess& server() { return deployment_.server(); }
 
   HttpResponse Login(const std::string& org, const std::string& username,
                      const std::string& password) {
@@ -230,11 +120,12 @@ class AuthAuditTest : public ::testing::Test {
 
   HttpResponse ChangePassword(const std::string& token, const std::string& current,
                               const std::string& next) {
-    return Fetch(port(), "POST", "/api/v1/me/password", PasswordBody(current, next), Bearer(token));
+    return Fetch(port(), "POST", "/api/v1/me/password", PasswordBody(current, next),
+                 BearerHeader(token));
   }
 
   HttpResponse Get(const std::string& target, const std::string& token) {
-    return Fetch(port(), "GET", target, "", Bearer(token));
+    return Fetch(port(), "GET", target, "", BearerHeader(token));
   }
 
   // Signs in with a password; fails the test unless it answers 200. For an
@@ -251,18 +142,6 @@ class AuthAuditTest : public ::testing::Test {
     }
     out.mfa_token = Field(v, "mfa_token");
     return out;
-  }
-
-  // A second-factor code for the account: the next TOTP code when one is
-  // available without waiting for the next 30-second step, else one of its
-  // recovery codes.
-  static std::string CodeFor(TestAccount& account) {
-    if (account.last_step <= CurrentTotpStep() || account.recovery_codes.empty()) {
-      return account.NextCode();
-    }
-    std::string code = account.recovery_codes.back();
-    account.recovery_codes.pop_back();
-    return code;
   }
 
   // Answers an MFA challenge for the organization's owner; fails the test
@@ -293,7 +172,7 @@ class AuthAuditTest : public ::testing::Test {
                          const std::string& password) {
     const auto started =
         Fetch(port(), "POST", "/api/v1/me/mfa/totp",
-              json::serialize(json::object{{"password", password}}), Bearer(token));
+              json::serialize(json::object{{"password", password}}), BearerHeader(token));
     EXPECT_EQ(started.status, 200) << started.body;
     if (started.status != 200) return started;
     TestAccount& account = accounts_[org];
@@ -302,7 +181,7 @@ class AuthAuditTest : public ::testing::Test {
     account.recovery_codes.clear();
     const auto confirmed =
         Fetch(port(), "POST", "/api/v1/me/mfa/totp/confirm",
-              json::serialize(json::object{{"code", account.NextCode()}}), Bearer(token));
+              json::serialize(json::object{{"code", account.NextCode()}}), BearerHeader(token));
     EXPECT_EQ(confirmed.status, 200) << confirmed.body;
     if (confirmed.status == 200) {
       // Named: a range-for over a member of a temporary would dangle.
@@ -367,7 +246,7 @@ class AuthAuditTest : public ::testing::Test {
   // (a deployment event without an organization).
   std::vector<json::object> Export() {
     const auto r =
-        RunCarewire({"audit", "export", "--data-dir", data_.string(), "--format", "jsonl"});
+        RunCarewire({"audit", "export", "--data-dir", data().string(), "--format", "jsonl"});
     EXPECT_EQ(r.exit_code, 0) << Describe(r);
     std::vector<json::object> out;
     std::istringstream lines(r.out);
@@ -406,19 +285,17 @@ class AuthAuditTest : public ::testing::Test {
   }
 
   // Stops the server cleanly and checks the audit chain and checkpoints.
-  void StopAndVerifyAudit() {
-    ASSERT_TRUE(server_);
-    EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Stderr();
-    const auto r = RunCarewire({"audit", "verify", "--data-dir", data_.string()});
-    EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    EXPECT_EQ(r.out.rfind("audit ok:", 0), 0u) << r.out;
-  }
+  void StopAndVerifyAudit() { deployment_.StopAndVerifyAudit(); }
 
-  TempDir dir_;
-  fs::path data_;
+  // Every request comes from 127.0.0.1, and the sign-in throttle delays an
+  // address after a few failures (auth.free_failures, 5 by default) across
+  // all accounts. These tests send many wrong credentials on purpose, to
+  // check how each is answered, so they lift the free failures; the hourly
+  // limits stay, and identity_api_test.cpp tests the throttle itself.
+  Deployment deployment_{
+      std::map<std::string, std::string>{{"CAREWIRE_AUTH_FREE_FAILURES", "1000"}}};
   std::map<std::string, std::string> otp_;       // by organization slug
   std::map<std::string, TestAccount> accounts_;  // each owner's second factor, by slug
-  std::unique_ptr<ServerProcess> server_;
 };
 
 // The event of `events` with this action and request id, or nullptr.
@@ -465,7 +342,7 @@ TEST_F(AuthAuditTest, FirstSignInForcesAPasswordChangeAndIsAudited) {
   EXPECT_LE(expires, now + 12 * 3600 + 120) << Field(first_body, "expires_at");
   // The token is never stored, only its hash.
   for (const char* file : {"carewire.db", "carewire.db-wal"}) {
-    EXPECT_EQ(ReadFile(data_ / file).find(otp_token.substr(4)), std::string::npos) << file;
+    EXPECT_EQ(ReadFile(data() / file).find(otp_token.substr(4)), std::string::npos) << file;
   }
 
   // 2. That token reaches nothing else. Each refusal is audited as
@@ -604,12 +481,12 @@ TEST_F(AuthAuditTest, FirstSignInForcesAPasswordChangeAndIsAudited) {
   EXPECT_EQ(export_text_.find(kPasswordA), std::string::npos);
   EXPECT_EQ(export_text_.find(token), std::string::npos);
   EXPECT_EQ(export_text_.find(secret), std::string::npos);
-  EXPECT_EQ(server_->Stderr().find(kPasswordA), std::string::npos);
-  EXPECT_EQ(server_->Stderr().find(secret), std::string::npos);
-  EXPECT_EQ(server_->Stdout().find(token), std::string::npos);
+  EXPECT_EQ(server().Stderr().find(kPasswordA), std::string::npos);
+  EXPECT_EQ(server().Stderr().find(secret), std::string::npos);
+  EXPECT_EQ(server().Stdout().find(token), std::string::npos);
   // The TOTP secret is stored sealed, never as its base32 text.
   for (const char* file : {"carewire.db", "carewire.db-wal"}) {
-    EXPECT_EQ(ReadFile(data_ / file).find(secret), std::string::npos) << file;
+    EXPECT_EQ(ReadFile(data() / file).find(secret), std::string::npos) << file;
   }
 
   StopAndVerifyAudit();
@@ -671,7 +548,7 @@ TEST_F(AuthAuditTest, WrongOrgUserOrPasswordFailIdentically) {
   for (const std::string& secret : {otp, std::string("not the password at all"),
                                     std::string("mallory"), std::string("no-such-clinic")}) {
     EXPECT_EQ(export_text_.find(secret), std::string::npos) << secret;
-    EXPECT_EQ(server_->Stderr().find(secret), std::string::npos) << secret;
+    EXPECT_EQ(server().Stderr().find(secret), std::string::npos) << secret;
   }
 
   // The account is not locked by three failures, and a username is matched
@@ -686,7 +563,7 @@ TEST_F(AuthAuditTest, WrongOrgUserOrPasswordFailIdentically) {
 TEST_F(AuthAuditTest, LogoutKillsTheTokenAndOnlyThatOne) {
   // A password-change token can sign out too.
   const SignedIn once = SignIn(kOrgA, kOwnerA, otp_[kOrgA]);
-  const auto out_once = Fetch(port(), "POST", "/api/v1/auth/logout", "", Bearer(once.token));
+  const auto out_once = Fetch(port(), "POST", "/api/v1/auth/logout", "", BearerHeader(once.token));
   EXPECT_EQ(out_once.status, 204) << out_once.body;
   EXPECT_TRUE(IsError(ChangePassword(once.token, otp_[kOrgA], kPasswordA), 401, "unauthenticated"));
 
@@ -697,12 +574,12 @@ TEST_F(AuthAuditTest, LogoutKillsTheTokenAndOnlyThatOne) {
   const std::string user_id = Field(a.user, "id");
   EXPECT_EQ(LiveSessions(user_id), 2);
 
-  const auto out = Fetch(port(), "POST", "/api/v1/auth/logout", "", Bearer(a.token));
+  const auto out = Fetch(port(), "POST", "/api/v1/auth/logout", "", BearerHeader(a.token));
   ASSERT_EQ(out.status, 204) << out.body;
   EXPECT_TRUE(out.body.empty());
   EXPECT_TRUE(IsError(Get("/api/v1/me", a.token), 401, "unauthenticated"));
   EXPECT_TRUE(IsError(Get("/api/v1/audit", a.token), 401, "unauthenticated"));
-  EXPECT_TRUE(IsError(Fetch(port(), "POST", "/api/v1/auth/logout", "", Bearer(a.token)), 401,
+  EXPECT_TRUE(IsError(Fetch(port(), "POST", "/api/v1/auth/logout", "", BearerHeader(a.token)), 401,
                       "unauthenticated"));
   EXPECT_TRUE(IsError(ChangePassword(a.token, kPasswordA, kPasswordB), 401, "unauthenticated"));
   EXPECT_TRUE(IsError(Fetch(port(), "POST", "/api/v1/auth/logout"), 401, "unauthenticated"));
@@ -1075,7 +952,7 @@ TEST_F(AuthAuditTest, AuditFiltersSelectTheRightEvents) {
 
 TEST_F(AuthAuditTest, AnOwnerSeesOnlyTheirOrganizationsEvents) {
   // The second organization is added while the server runs, as an operator would.
-  otp_[kOrgB] = CreateOrg("org", kOrgB, kOwnerB);
+  otp_[kOrgB] = deployment_.AddOrg(kOrgB, kOwnerB);
   ASSERT_FALSE(otp_[kOrgB].empty());
   const SignedIn a = FirstSignIn(kOrgA, kOwnerA, kPasswordA);
   const SignedIn b = FirstSignIn(kOrgB, kOwnerB, kPasswordB);
@@ -1194,7 +1071,7 @@ TEST_F(AuthAuditTest, TokensTravelOnlyInTheAuthorizationHeader) {
     std::string upper = t;
     std::transform(upper.begin() + 4, upper.end(), upper.begin() + 4,
                    [](char ch) { return static_cast<char>(std::toupper(ch)); });
-    if (upper != t) unauthenticated(target, Bearer(upper), "upper-case token");
+    if (upper != t) unauthenticated(target, BearerHeader(upper), "upper-case token");
   }
   ASSERT_EQ(Get("/api/v1/me", t).status, 200);  // still good after all that
 
@@ -1352,8 +1229,8 @@ TEST_F(AuthAuditTest, MalformedLoginBodiesAreRefusedBeforeAnyCheck) {
   // Nothing was stored: no session and not even an audit event.
   EXPECT_EQ(SessionCount(), sessions_before);
   EXPECT_EQ(AuditEventCount(), audit_before);
-  EXPECT_EQ(server_->Stderr().find(canary), std::string::npos);
-  EXPECT_EQ(server_->Stderr().find(otp), std::string::npos);
+  EXPECT_EQ(server().Stderr().find(canary), std::string::npos);
+  EXPECT_EQ(server().Stderr().find(otp), std::string::npos);
   // The account was not harmed.
   EXPECT_EQ(Login(kOrgA, kOwnerA, otp).status, 200);
   StopAndVerifyAudit();
@@ -1418,7 +1295,7 @@ TEST_F(AuthAuditTest, HostileCredentialsAreJustWrongCredentials) {
   for (const Case& c : cases) {
     if (c.marker.empty()) continue;
     EXPECT_EQ(export_text_.find(c.marker), std::string::npos) << c.what;
-    EXPECT_EQ(server_->Stderr().find(c.marker), std::string::npos) << c.what;
+    EXPECT_EQ(server().Stderr().find(c.marker), std::string::npos) << c.what;
   }
   EXPECT_EQ(Login(kOrgA, kOwnerA, otp).status, 200);
   StopAndVerifyAudit();
@@ -1480,11 +1357,11 @@ TEST_F(AuthAuditTest, MalformedPasswordChangesChangeNothing) {
   }
   const auto big =
       Fetch(port(), "POST", "/api/v1/me/password",
-            "{\"new_password\":\"" + std::string(10 << 20, 'a') + "\"}", Bearer(once.token));
+            "{\"new_password\":\"" + std::string(10 << 20, 'a') + "\"}", BearerHeader(once.token));
   EXPECT_TRUE(IsError(big, 413, "payload_too_large"));
   for (const char* method : {"GET", "PUT", "DELETE"}) {
-    const auto r =
-        Fetch(port(), method, "/api/v1/me/password", with(ok_cur, ok_new), Bearer(once.token));
+    const auto r = Fetch(port(), method, "/api/v1/me/password", with(ok_cur, ok_new),
+                         BearerHeader(once.token));
     EXPECT_TRUE(IsError(r, 405, "method_not_allowed")) << method;
     EXPECT_EQ(r.Header("allow"), "POST") << method;
   }
@@ -1516,7 +1393,7 @@ TEST_F(AuthAuditTest, MalformedPasswordChangesChangeNothing) {
   EXPECT_FALSE(after.token.empty());
   Export();
   EXPECT_EQ(export_text_.find("<script>"), std::string::npos);
-  EXPECT_EQ(server_->Stderr().find("<script>"), std::string::npos);
+  EXPECT_EQ(server().Stderr().find("<script>"), std::string::npos);
   StopAndVerifyAudit();
 }
 
@@ -1595,7 +1472,7 @@ TEST_F(AuthAuditTest, BadAuditQueriesAre400AndRecordNothing) {
   }
   // 15. the wrong method; 14. no token (before the query is even read)
   for (const char* method : {"POST", "DELETE", "PUT"}) {
-    const auto r = Fetch(port(), method, "/api/v1/audit", "{}", Bearer(s.token));
+    const auto r = Fetch(port(), method, "/api/v1/audit", "{}", BearerHeader(s.token));
     EXPECT_TRUE(IsError(r, 405, "method_not_allowed")) << method;
     EXPECT_EQ(r.Header("allow"), "GET");
   }

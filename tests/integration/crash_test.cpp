@@ -125,7 +125,7 @@ TEST(CrashTest, KillNineDuringAuditedWritesLosesAndDuplicatesNothing) {
   ASSERT_EQ(exported.exit_code, 0) << Describe(exported);
   std::map<std::string, int> created;
   for (const auto& e : events) {
-    if (Str(e, "action") == "diagnostics.sealed_probe_created") ++created[Str(e, "target_id")];
+    if (Field(e, "action") == "diagnostics.sealed_probe_created") ++created[Field(e, "target_id")];
   }
   for (const auto& id : acknowledged) EXPECT_EQ(created[id], 1) << id;
   std::set<std::string> rows;
@@ -211,8 +211,8 @@ TEST(CrashTest, KillNineDuringReencryptionResumesAndFinishes) {
   const auto events = ExportJsonl(data);
   std::int64_t resealed_in_log = 0;
   for (const auto& e : events) {
-    if (Str(e, "action") != "keys.values_resealed") continue;
-    resealed_in_log += json::parse(Str(e, "details")).at("rows").as_int64();
+    if (Field(e, "action") != "keys.values_resealed") continue;
+    resealed_in_log += json::parse(Field(e, "details")).at("rows").as_int64();
   }
   EXPECT_EQ(resealed_in_log, kProbes);
   EXPECT_EQ(CountAction(events, "keys.rotation_finished"), 1);

@@ -3,7 +3,8 @@
 // Helpers shared by data_protection_test.cpp (which defines them),
 // audit_cli_test.cpp and crash_test.cpp: running the carewire command,
 // starting the server with extra environment, reading the database directly,
-// exporting the audit log.
+// exporting the audit log. The JSON and file helpers all tests share
+// (Describe, Field, ReadFile, RandomHex, ...) come from support/api.hpp.
 
 #include <boost/json.hpp>
 #include <chrono>
@@ -16,6 +17,7 @@
 #include <variant>
 #include <vector>
 
+#include "support/api.hpp"
 #include "support/https_client.hpp"
 #include "support/server_process.hpp"
 
@@ -30,7 +32,6 @@ using SqlRow = std::vector<SqlValue>;
 ProcessResult Cli(const std::vector<std::string>& args,
                   const std::map<std::string, std::string>& env = {},
                   std::chrono::milliseconds timeout = std::chrono::seconds(60));
-std::string Describe(const ProcessResult& r);
 std::map<std::string, std::string> ServerEnv(const fs::path& tmp,
                                              const std::map<std::string, std::string>& extra = {});
 std::unique_ptr<ServerProcess> StartServer(const fs::path& data,
@@ -38,8 +39,6 @@ std::unique_ptr<ServerProcess> StartServer(const fs::path& data,
                                            const std::vector<std::string>& extra_args = {});
 ProcessResult InitDeployment(const fs::path& data, const std::string& org, const std::string& owner,
                              const std::map<std::string, std::string>& env = {});
-std::string RandomHex(std::size_t bytes);
-std::string ReadFile(const fs::path& path);
 void CopyTree(const fs::path& from, const fs::path& to);
 SqlValue Blob(const std::string& bytes);
 std::string Bytes(const SqlValue& v);
@@ -54,7 +53,6 @@ HttpResponse PostProbe(HttpsConnection& c, const std::string& org, const std::st
 std::vector<json::object> ExportJsonl(const fs::path& data,
                                       const std::vector<std::string>& extra = {},
                                       ProcessResult* result = nullptr);
-std::string Str(const json::object& o, const char* key);
 int CountAction(const std::vector<json::object>& events, const std::string& action);
 bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds within,
              std::chrono::milliseconds every = std::chrono::milliseconds(20));

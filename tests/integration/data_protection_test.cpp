@@ -21,10 +21,7 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <mutex>
-#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -121,12 +118,6 @@ ProcessResult Cli(const std::vector<std::string>& args,
   return r;
 }
 
-std::string Describe(const ProcessResult& r) {
-  return "exit " + std::to_string(r.exit_code) +
-         (r.signal != 0 ? " signal " + std::to_string(r.signal) : "") + "\nstdout: " + r.out +
-         "\nstderr: " + r.err;
-}
-
 // The settings every test server runs with: sealed probes on, keys cached
 // briefly and re-sealed in small, quick batches, temp files under `tmp`.
 std::map<std::string, std::string> ServerEnv(const fs::path& tmp,
@@ -156,27 +147,6 @@ ProcessResult InitDeployment(const fs::path& data, const std::string& org, const
   return Cli({"init", "--data-dir", data.string(), "--org", org, "--org-name", "Clinic " + org,
               "--owner", owner},
              env, 120s);
-}
-
-std::string RandomHex(std::size_t bytes) {
-  static std::mutex mu;
-  static std::mt19937_64 rng(std::random_device{}());
-  std::lock_guard lock(mu);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < bytes; ++i) {
-    const auto b = static_cast<unsigned>(rng() & 0xff);
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
-  return out;
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // Copies a data directory with its files' modes (master.key must stay 0600).
@@ -424,14 +394,9 @@ std::vector<json::object> ExportJsonl(const fs::path& data, const std::vector<st
   return events;
 }
 
-std::string Str(const json::object& o, const char* key) {
-  const auto* v = o.if_contains(key);
-  return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
-}
-
 int CountAction(const std::vector<json::object>& events, const std::string& action) {
   return static_cast<int>(std::count_if(events.begin(), events.end(), [&](const json::object& e) {
-    return Str(e, "action") == action;
+    return Field(e, "action") == action;
   }));
 }
 
@@ -774,7 +739,7 @@ TEST(DataProtectionTest, NoCanaryPlaintextAtRestInTempFilesOrLogs) {
     bodies[2 * i] = created.body;
     ASSERT_EQ(created.status, 201) << created.body;
     const auto v = json::parse(created.body).as_object();
-    ids[i] = Str(v, "id");
+    ids[i] = Field(v, "id");
     EXPECT_TRUE(std::regex_match(ids[i], std::regex("spr_[0-9a-f]{32}"))) << created.body;
     EXPECT_EQ(v.at("key_version").as_int64(), 1);
     EXPECT_TRUE(v.at("durable").as_bool());
@@ -784,7 +749,7 @@ TEST(DataProtectionTest, NoCanaryPlaintextAtRestInTempFilesOrLogs) {
     bodies[2 * i + 1] = read.body;
     ASSERT_EQ(read.status, 200) << read.body;
     const auto v = json::parse(read.body).as_object();
-    EXPECT_EQ(Str(v, "id"), ids[i]);
+    EXPECT_EQ(Field(v, "id"), ids[i]);
     EXPECT_TRUE(v.at("opens").as_bool());
     EXPECT_EQ(v.at("key_version").as_int64(), 1);
     EXPECT_EQ(v.at("length").as_int64(), static_cast<std::int64_t>(canaries[i].value.size()));
@@ -1001,8 +966,8 @@ TEST(DataProtectionTest, DataKeyAndMasterKeyRotationKeepEverythingOpen) {
   EXPECT_EQ(CountAction(events, "keys.rotation_finished"), 1);
   std::int64_t resealed_in_log = 0;
   for (const auto& e : events) {
-    if (Str(e, "action") != "keys.values_resealed") continue;
-    resealed_in_log += json::parse(Str(e, "details")).at("rows").as_int64();
+    if (Field(e, "action") != "keys.values_resealed") continue;
+    resealed_in_log += json::parse(Field(e, "details")).at("rows").as_int64();
   }
   EXPECT_EQ(resealed_in_log, kProbes);
 

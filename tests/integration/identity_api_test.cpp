@@ -42,7 +42,6 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <iomanip>
 #include <iostream>
@@ -52,15 +51,16 @@
 #include <regex>
 #include <set>
 #include <sstream>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "support/accounts.hpp"
+#include "support/api.hpp"
+#include "support/deployment.hpp"
 #include "support/https_client.hpp"
-#include "support/sql.hpp"
 #include "support/server_process.hpp"
+#include "support/sql.hpp"
 
 namespace cw::testing {
 namespace {
@@ -88,50 +88,11 @@ const json::array kFrontDeskPermissions = {"messages.send", "messages.read", "pa
 
 // ---- small helpers -------------------------------------------------------------
 
-std::string Describe(const ProcessResult& r) {
-  return "exit " + std::to_string(r.exit_code) + " signal " + std::to_string(r.signal) +
-         "\nstdout: " + r.out + "\nstderr: " + r.err;
-}
-
-std::string Str(const json::value& v) { return v.is_string() ? std::string(v.as_string()) : ""; }
-
-std::string Field(const json::object& o, const char* key) {
-  const auto* v = o.if_contains(key);
-  return v == nullptr ? "" : Str(*v);
-}
-
-std::string Body(const json::object& o) { return json::serialize(o); }
-
-json::object Parse(const HttpResponse& r) {
-  boost::system::error_code ec;
-  json::value v = json::parse(r.body, ec);
-  if (ec || !v.is_object()) return {};
-  return std::move(v.as_object());
-}
-
 // A unique suffix, so names stay unique when the suite runs more than once
 // in one process (--gtest_repeat) against the shared deployment.
 std::string Unique(const std::string& stem) {
   static int counter = 0;
   return stem + std::to_string(++counter);
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Seconds since the epoch of an RFC 3339 UTC time "YYYY-MM-DDTHH:MM:SS[.f]Z".
-std::time_t ParseUtc(const std::string& text) {
-  std::tm tm{};
-  std::istringstream in(text);
-  in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
-  if (in.fail() || text.empty() || text.back() != 'Z') {
-    throw std::runtime_error("not an RFC 3339 UTC time: " + text);
-  }
-  return timegm(&tm);
 }
 
 // The time as the server stores it: RFC 3339 UTC with microseconds.
@@ -156,104 +117,12 @@ std::string PercentDecode(const std::string& in) {
   return out;
 }
 
-// An error response in the documented envelope: the status, JSON, the code,
-// a message and the request id of the X-Request-Id header.
-::testing::AssertionResult IsError(const HttpResponse& r, int status, const std::string& code) {
-  if (r.status != status) {
-    return ::testing::AssertionFailure()
-           << "status " << r.status << ", expected " << status << ": " << r.body.substr(0, 400);
-  }
-  if (r.Header("content-type") != "application/json; charset=utf-8") {
-    return ::testing::AssertionFailure() << "content-type " << r.Header("content-type");
-  }
-  const json::object v = Parse(r);
-  if (!v.contains("error") || !v.at("error").is_object()) {
-    return ::testing::AssertionFailure() << "not an error envelope: " << r.body.substr(0, 400);
-  }
-  const auto& e = v.at("error").as_object();
-  if (Field(e, "code") != code) {
-    return ::testing::AssertionFailure()
-           << "code " << Field(e, "code") << ", expected " << code << ": " << r.body;
-  }
-  if (Field(e, "message").empty()) return ::testing::AssertionFailure() << "no message";
-  if (Field(e, "request_id") != r.Header("x-request-id") || r.Header("x-request-id").empty()) {
-    return ::testing::AssertionFailure() << "request_id does not match X-Request-Id: " << r.body;
-  }
-  return ::testing::AssertionSuccess();
-}
-
-// A 4xx error in the envelope, whatever the code.
-::testing::AssertionResult IsClientError(const HttpResponse& r) {
-  if (r.status < 400 || r.status > 499) {
-    return ::testing::AssertionFailure() << "status " << r.status << ": " << r.body.substr(0, 400);
-  }
-  const json::object v = Parse(r);
-  if (!v.contains("error") || !v.at("error").is_object()) {
-    return ::testing::AssertionFailure() << "not an error envelope: " << r.body.substr(0, 400);
-  }
-  return IsError(r, r.status, Field(v.at("error").as_object(), "code"));
-}
-
 // The error message of an error response.
 std::string Message(const HttpResponse& r) {
   const json::object v = Parse(r);
   if (!v.contains("error") || !v.at("error").is_object()) return "";
   return Field(v.at("error").as_object(), "message");
 }
-
-// ---- a deployment ------------------------------------------------------------------
-
-// A data directory with its organizations, and a server on it.
-class Deployment {
- public:
-  explicit Deployment(std::map<std::string, std::string> env) : env_(std::move(env)) {
-    data_ = dir_.path() / "data";
-  }
-
-  // `carewire init` for the first organization, `carewire org create` for
-  // the others (also while the server runs, as an operator would). Returns
-  // the owner's one-time password, or "" after a test failure.
-  std::string AddOrg(const std::string& slug, const std::string& owner) {
-    std::vector<std::string> args;
-    if (first_) {
-      args = {"init"};
-    } else {
-      args = {"org", "create"};
-    }
-    first_ = false;
-    for (const std::string& a :
-         {std::string("--data-dir"), data_.string(), std::string("--org"), slug,
-          std::string("--org-name"), "Clinic " + slug, std::string("--owner"), owner}) {
-      args.push_back(a);
-    }
-    const auto r = RunCarewire(args);
-    EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    std::smatch m;
-    const std::regex line("owner " + owner + " one-time password: (\\S+)\n");
-    if (!std::regex_search(r.out, m, line)) {
-      ADD_FAILURE() << "no one-time password in " << r.out;
-      return "";
-    }
-    return m[1].str();
-  }
-
-  void Start() {
-    server_ = std::make_unique<ServerProcess>(
-        ServerProcess::Options{.env = env_, .data_dir = data_.string()});
-  }
-
-  std::uint16_t port() const { return server_->port(); }
-  ServerProcess& server() { return *server_; }
-  const fs::path& data() const { return data_; }
-  fs::path database() const { return data_ / "carewire.db"; }
-
- private:
-  TempDir dir_;
-  fs::path data_;
-  std::map<std::string, std::string> env_;
-  bool first_ = true;
-  std::unique_ptr<ServerProcess> server_;
-};
 
 // ---- accounts --------------------------------------------------------------------
 
@@ -266,20 +135,7 @@ HttpResponse Call(std::uint16_t port, const std::string& method, const std::stri
 
 HttpResponse Login(std::uint16_t port, const std::string& org, const std::string& username,
                    const std::string& password, const Headers& headers = {}) {
-  return Fetch(port, "POST", "/api/v1/auth/login",
-               Body({{"org", org}, {"username", username}, {"password", password}}), headers);
-}
-
-// A second-factor code for the account: the next TOTP code when one is
-// available without waiting for the next 30-second step, else one of its
-// recovery codes.
-std::string CodeFor(TestAccount& account) {
-  if (account.last_step <= CurrentTotpStep() || account.recovery_codes.empty()) {
-    return account.NextCode();
-  }
-  std::string code = account.recovery_codes.back();
-  account.recovery_codes.pop_back();
-  return code;
+  return Fetch(port, "POST", "/api/v1/auth/login", LoginBody(org, username, password), headers);
 }
 
 // A later sign-in: the password, then a code when the account has a factor.
@@ -334,17 +190,6 @@ std::string WrongCode(const std::string& secret) {
   }
 }
 
-// Polls until `done` holds or `timeout` passes; for effects the server
-// records without holding up its answer (refusals' audit events).
-bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
-
 // ---- the shared deployment -----------------------------------------------------------
 
 struct Shared {
@@ -374,10 +219,7 @@ class IdentityApiTest : public ::testing::Test {
     if (shared_ != nullptr && shared_->deployment) {
       // The deployment's audit chain still verifies after everything the
       // suite did to it (including the tests' direct edits of sessions).
-      Deployment& d = *shared_->deployment;
-      EXPECT_EQ(d.server().Stop(SIGTERM), 0) << d.server().Stderr();
-      const auto r = RunCarewire({"audit", "verify", "--data-dir", d.data().string()});
-      EXPECT_EQ(r.exit_code, 0) << Describe(r);
+      shared_->deployment->StopAndVerifyAudit();
     }
     delete shared_;
     shared_ = nullptr;

@@ -46,7 +46,6 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -57,6 +56,8 @@
 #include "server/serve.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
 #include "support/accounts.hpp"
+#include "support/api.hpp"
+#include "support/deployment.hpp"
 #include "support/https_client.hpp"
 #include "support/server_process.hpp"
 
@@ -173,32 +174,10 @@ std::string RoleLacking(Permission p) {
 
 // ---- small helpers ----------------------------------------------------------
 
-std::string Str(const json::value* v) {
-  return v != nullptr && v->is_string() ? std::string(v->as_string()) : "";
-}
-
-json::object ParseObject(const std::string& body) {
-  boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
-  if (ec || !v.is_object()) return {};
-  return v.as_object();
-}
-
-std::string Field(const HttpResponse& r, const char* key) {
-  return Str(ParseObject(r.body).if_contains(key));
-}
-
 std::string ErrorCodeOf(const HttpResponse& r) {
-  const json::object o = ParseObject(r.body);
+  const json::object o = Parse(r.body);
   const auto* e = o.if_contains("error");
   return e != nullptr && e->is_object() ? Str(e->as_object().if_contains("code")) : "";
-}
-
-std::string Serialize(json::object o) { return json::serialize(o); }
-
-std::string LoginBody(const std::string& org, const std::string& username,
-                      const std::string& password) {
-  return Serialize({{"org", org}, {"username", username}, {"password", password}});
 }
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -209,30 +188,6 @@ HttpResponse Send(std::uint16_t port, const std::string& method, const std::stri
   Headers headers = token.empty() ? Headers{} : BearerHeader(token);
   headers.insert(headers.end(), extra.begin(), extra.end());
   return Fetch(port, method, path, body, headers);
-}
-
-std::string Describe(const ProcessResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\nstdout: " + r.out + "\nstderr: " + r.err;
-}
-
-// `carewire init` or `carewire org create`; the owner's one-time password.
-std::string CreateOrg(bool first, const fs::path& data, const std::string& slug,
-                      const std::string& owner) {
-  std::vector<std::string> args =
-      first ? std::vector<std::string>{"init"} : std::vector<std::string>{"org", "create"};
-  for (const std::string& a :
-       {std::string("--data-dir"), data.string(), std::string("--org"), slug,
-        std::string("--org-name"), "Clinic " + slug, std::string("--owner"), owner}) {
-    args.push_back(a);
-  }
-  const ProcessResult r = RunCarewire(args);
-  EXPECT_EQ(r.exit_code, 0) << Describe(r);
-  std::smatch m;
-  if (!std::regex_search(r.out, m, std::regex("owner " + owner + " one-time password: (\\S+)\n"))) {
-    ADD_FAILURE() << "no one-time password in: " << r.out;
-    return "";
-  }
-  return m[1].str();
 }
 
 // Sets a column of one session to an hour ago, through a writable
@@ -273,14 +228,13 @@ struct NewUser {
 // POST /api/v1/users as `creator`.
 NewUser CreateUser(std::uint16_t port, const std::string& creator, const std::string& username,
                    const std::string& role) {
-  const auto r =
-      Send(port, "POST", "/api/v1/users", creator,
-           Serialize({{"username", username}, {"roles", json::array{json::string(role)}}}));
+  const auto r = Send(port, "POST", "/api/v1/users", creator,
+                      Body({{"username", username}, {"roles", json::array{json::string(role)}}}));
   if (r.status != 201) {
     ADD_FAILURE() << "creating " << username << ": " << r.status << " " << r.body;
     return {};
   }
-  return {Field(r, "id"), username, Field(r, "one_time_password")};
+  return {Field(Parse(r), "id"), username, Field(Parse(r), "one_time_password")};
 }
 
 // Signs in with a one-time password: a session that may only set a password.
@@ -288,7 +242,7 @@ std::string OneTimeSession(std::uint16_t port, const std::string& org, const New
   const auto r =
       Send(port, "POST", "/api/v1/auth/login", "", LoginBody(org, u.username, u.one_time_password));
   EXPECT_EQ(r.status, 200) << u.username << ": " << r.body;
-  return Field(r, "token");
+  return Field(Parse(r), "token");
 }
 
 // A user who has set a password but has no second factor: in an
@@ -303,11 +257,11 @@ TestAccount SetPassword(std::uint16_t port, const std::string& org, const NewUse
   const std::string once = OneTimeSession(port, org, u);
   const auto changed =
       Send(port, "POST", "/api/v1/me/password", once,
-           Serialize({{"current_password", u.one_time_password}, {"new_password", password}}));
+           Body({{"current_password", u.one_time_password}, {"new_password", password}}));
   EXPECT_EQ(changed.status, 204) << u.username << ": " << changed.body;
   const auto r = Send(port, "POST", "/api/v1/auth/login", "", LoginBody(org, u.username, password));
   EXPECT_EQ(r.status, 200) << u.username << ": " << r.body;
-  const json::object o = ParseObject(r.body);
+  const json::object o = Parse(r.body);
   EXPECT_TRUE(o.contains("mfa_enrollment_required")) << r.body;
   a.token = Str(o.if_contains("token"));
   if (const auto* user = o.if_contains("user"); user && user->is_object()) {
@@ -336,8 +290,8 @@ std::string MfaChallenge(std::uint16_t port, const TestAccount& a) {
   const auto r =
       Send(port, "POST", "/api/v1/auth/login", "", LoginBody(a.org, a.username, a.password));
   EXPECT_EQ(r.status, 200) << a.username << ": " << r.body;
-  EXPECT_TRUE(ParseObject(r.body).contains("mfa_required")) << r.body;
-  return Field(r, "mfa_token");
+  EXPECT_TRUE(Parse(r.body).contains("mfa_required")) << r.body;
+  return Field(Parse(r), "mfa_token");
 }
 
 // One of the account's unused recovery codes. TOTP codes allow about one
@@ -356,16 +310,16 @@ std::string TakeRecoveryCode(TestAccount& a) {
 std::string FreshSession(std::uint16_t port, TestAccount& a) {
   const std::string challenge = MfaChallenge(port, a);
   const auto r = Send(port, "POST", "/api/v1/auth/mfa", "",
-                      Serialize({{"mfa_token", challenge}, {"code", TakeRecoveryCode(a)}}));
+                      Body({{"mfa_token", challenge}, {"code", TakeRecoveryCode(a)}}));
   EXPECT_EQ(r.status, 200) << a.username << ": " << r.body;
-  return Field(r, "token");
+  return Field(Parse(r), "token");
 }
 
 // The id of the session a token belongs to.
 std::string SessionIdOf(std::uint16_t port, const std::string& token) {
   const auto r = Send(port, "GET", "/api/v1/me/sessions", token);
   EXPECT_EQ(r.status, 200) << r.body;
-  const json::object o = ParseObject(r.body);
+  const json::object o = Parse(r.body);
   if (const auto* list = o.if_contains("sessions"); list != nullptr && list->is_array()) {
     for (const auto& s : list->as_array()) {
       if (s.is_object() && s.as_object().if_contains("current") != nullptr &&
@@ -448,25 +402,24 @@ std::vector<Row> MatrixRows(World& w) {
   auto owner_b = [&w](const std::string& path, const std::string& body = "") {
     return [&w, path, body] { return Call{w.owner_b.token, path, body}; };
   };
-  const std::string reauth_body = Serialize({{"password", "not-checked-here"}, {"code", "000000"}});
-  const std::string role_body =
-      Serialize({{"description", "messaging only"},
-                 {"permissions", json::value_from(kCustomRolePermissions)}});
+  const std::string reauth_body = Body({{"password", "not-checked-here"}, {"code", "000000"}});
+  const std::string role_body = Body({{"description", "messaging only"},
+                                      {"permissions", json::value_from(kCustomRolePermissions)}});
   const std::string settings_body = R"({"settings":{"idle_timeout_minutes":15}})";
   const std::string reason_body =
-      Serialize({{"reason", "isolation matrix: the patient is in the emergency room"}});
+      Body({{"reason", "isolation matrix: the patient is in the emergency room"}});
   const std::string users = "/api/v1/users/";
   // Secure messaging: A's group conversation and its message (set up in
   // Prepare; empty on the first call, which only lists the keys).
   const std::string courier_id = w.staff.count(kCustomRole) ? w.courier().user_id : "";
   const std::string conversation = "/api/v1/conversations/" + w.conversation_id;
   const std::string message = "/api/v1/messages/" + w.message_id;
-  const std::string group_body = Serialize(
+  const std::string group_body = Body(
       {{"kind", "group"}, {"title", "isolation matrix"}, {"members", json::array{courier_id}}});
-  const std::string title_body = Serialize({{"title", "isolation matrix, renamed"}});
-  const std::string member_body = Serialize({{"user_id", w.target_user_id}});
+  const std::string title_body = Body({{"title", "isolation matrix, renamed"}});
+  const std::string member_body = Body({{"user_id", w.target_user_id}});
   const std::string forward_body =
-      Serialize({{"conversation_id", w.conversation_id}, {"client_txn_id", "isolation-forward"}});
+      Body({{"conversation_id", w.conversation_id}, {"client_txn_id", "isolation-forward"}});
   // An upload is its bytes, named in a header; its type is sniffed from them.
   const std::string upload = "Isolation matrix: a plain text attachment.\n";
   const Headers upload_headers = {{"content-type", "text/plain"},
@@ -483,8 +436,8 @@ std::vector<Row> MatrixRows(World& w) {
        .allowed =
            [&w, port] {
              return Call{"", "/api/v1/auth/mfa",
-                         Serialize({{"mfa_token", MfaChallenge(port, w.courier())},
-                                    {"code", TakeRecoveryCode(w.courier())}})};
+                         Body({{"mfa_token", MfaChallenge(port, w.courier())},
+                               {"code", TakeRecoveryCode(w.courier())}})};
            }},
 
       // One's own account.
@@ -505,71 +458,70 @@ std::vector<Row> MatrixRows(World& w) {
        .allowed =
            [&w] {
              return Call{w.courier().token, "/api/v1/auth/reauth",
-                         Serialize({{"password", w.courier().password},
-                                    {"code", TakeRecoveryCode(w.courier())}})};
+                         Body({{"password", w.courier().password},
+                               {"code", TakeRecoveryCode(w.courier())}})};
            },
        .other_org =
            [&w] {
-             return Call{w.owner_b.token, "/api/v1/auth/reauth",
-                         Serialize({{"password", w.owner_b.password},
-                                    {"code", TakeRecoveryCode(w.owner_b)}})};
+             return Call{
+                 w.owner_b.token, "/api/v1/auth/reauth",
+                 Body({{"password", w.owner_b.password}, {"code", TakeRecoveryCode(w.owner_b)}})};
            }},
       {.key = "GET /api/v1/me", .target = {"", "/api/v1/me", ""}, .allowed = courier("/api/v1/me")},
       // A one-time password's session, the case the route is for: a new user each time.
       {.key = "POST /api/v1/me/password",
        .success = 204,
        .target = {"", "/api/v1/me/password",
-                  Serialize(
-                      {{"current_password", "not-checked-here"}, {"new_password", kNewPassword}})},
+                  Body({{"current_password", "not-checked-here"}, {"new_password", kNewPassword}})},
        .allowed =
            [&w, port] {
              const NewUser u =
                  CreateUser(port, w.owner_a.token, w.Unique("alice-newcomer"), "nurse");
-             return Call{OneTimeSession(port, kOrgA, u), "/api/v1/me/password",
-                         Serialize({{"current_password", u.one_time_password},
-                                    {"new_password", kNewPassword}})};
+             return Call{
+                 OneTimeSession(port, kOrgA, u), "/api/v1/me/password",
+                 Body({{"current_password", u.one_time_password}, {"new_password", kNewPassword}})};
            },
        .other_org =
            [&w, port] {
              const NewUser u = CreateUser(port, w.owner_b.token, w.Unique("bob-newcomer"), "nurse");
-             return Call{OneTimeSession(port, kOrgB, u), "/api/v1/me/password",
-                         Serialize({{"current_password", u.one_time_password},
-                                    {"new_password", kNewPassword}})};
+             return Call{
+                 OneTimeSession(port, kOrgB, u), "/api/v1/me/password",
+                 Body({{"current_password", u.one_time_password}, {"new_password", kNewPassword}})};
            }},
       // Enrolment: a user with a password and no second factor yet. The
       // confirmation (next row) completes it, so it must come after this row.
       {.key = "POST /api/v1/me/mfa/totp",
-       .target = {"", "/api/v1/me/mfa/totp", Serialize({{"password", "not-checked-here"}})},
+       .target = {"", "/api/v1/me/mfa/totp", Body({{"password", "not-checked-here"}})},
        .allowed =
            [&w] {
              return Call{w.pending_a.token, "/api/v1/me/mfa/totp",
-                         Serialize({{"password", w.pending_a.password}})};
+                         Body({{"password", w.pending_a.password}})};
            },
        .other_org =
            [&w] {
              return Call{w.pending_b.token, "/api/v1/me/mfa/totp",
-                         Serialize({{"password", w.pending_b.password}})};
+                         Body({{"password", w.pending_b.password}})};
            }},
       {.key = "POST /api/v1/me/mfa/totp/confirm",
-       .target = {"", "/api/v1/me/mfa/totp/confirm", Serialize({{"code", "000000"}})},
+       .target = {"", "/api/v1/me/mfa/totp/confirm", Body({{"code", "000000"}})},
        .allowed =
            [&w, port] {
              // A fresh enrolment, then its first code.
              const auto r = Send(port, "POST", "/api/v1/me/mfa/totp", w.pending_a.token,
-                                 Serialize({{"password", w.pending_a.password}}));
+                                 Body({{"password", w.pending_a.password}}));
              EXPECT_EQ(r.status, 200) << r.body;
-             w.pending_a.totp_secret = Field(r, "secret");
+             w.pending_a.totp_secret = Field(Parse(r), "secret");
              return Call{w.pending_a.token, "/api/v1/me/mfa/totp/confirm",
-                         Serialize({{"code", w.pending_a.NextCode()}})};
+                         Body({{"code", w.pending_a.NextCode()}})};
            },
        .other_org =
            [&w, port] {
              const auto r = Send(port, "POST", "/api/v1/me/mfa/totp", w.pending_b.token,
-                                 Serialize({{"password", w.pending_b.password}}));
+                                 Body({{"password", w.pending_b.password}}));
              EXPECT_EQ(r.status, 200) << r.body;
-             w.pending_b.totp_secret = Field(r, "secret");
+             w.pending_b.totp_secret = Field(Parse(r), "secret");
              return Call{w.pending_b.token, "/api/v1/me/mfa/totp/confirm",
-                         Serialize({{"code", w.pending_b.NextCode()}})};
+                         Body({{"code", w.pending_b.NextCode()}})};
            }},
       {.key = "GET /api/v1/me/sessions",
        .target = {"", "/api/v1/me/sessions", ""},
@@ -606,19 +558,18 @@ std::vector<Row> MatrixRows(World& w) {
       {.key = "POST /api/v1/users",
        .success = 201,
        .target = {"", "/api/v1/users",
-                  Serialize(
-                      {{"username", "alice-never-created"}, {"roles", json::array{"nurse"}}})},
+                  Body({{"username", "alice-never-created"}, {"roles", json::array{"nurse"}}})},
        .allowed =
            [&w] {
-             return Call{w.owner_a.token, "/api/v1/users",
-                         Serialize({{"username", w.Unique("alice-hire")},
-                                    {"roles", json::array{"nurse"}}})};
+             return Call{
+                 w.owner_a.token, "/api/v1/users",
+                 Body({{"username", w.Unique("alice-hire")}, {"roles", json::array{"nurse"}}})};
            },
        .other_org =
            [&w] {
              return Call{
                  w.owner_b.token, "/api/v1/users",
-                 Serialize({{"username", w.Unique("bob-hire")}, {"roles", json::array{"nurse"}}})};
+                 Body({{"username", w.Unique("bob-hire")}, {"roles", json::array{"nurse"}}})};
            }},
       {.key = "GET /api/v1/users/{id}",
        .target = {"", users + w.target_user_id, ""},
@@ -660,8 +611,8 @@ std::vector<Row> MatrixRows(World& w) {
        .target = {"", std::string("/api/v1/roles/") + kCustomRole, role_body},
        .allowed = owner_a(std::string("/api/v1/roles/") + kCustomRole, role_body),
        .other_org = owner_b(std::string("/api/v1/roles/") + kCustomRole,
-                            Serialize({{"description", "organization B's own"},
-                                       {"permissions", json::array{"audit.read"}}})),
+                            Body({{"description", "organization B's own"},
+                                  {"permissions", json::array{"audit.read"}}})),
        .other_org_status = 200},
       {.key = "DELETE /api/v1/roles/{name}",
        .success = 204,
@@ -723,9 +674,9 @@ std::vector<Row> MatrixRows(World& w) {
        .allowed =
            [&w] {
              return Call{w.owner_a.token, "/api/v1/conversations",
-                         Serialize({{"kind", "group"},
-                                    {"title", w.Unique("isolation matrix")},
-                                    {"members", json::array{w.courier().user_id}}})};
+                         Body({{"kind", "group"},
+                               {"title", w.Unique("isolation matrix")},
+                               {"members", json::array{w.courier().user_id}}})};
            },
        .other_org = owner_b("/api/v1/conversations", group_body),
        .other_org_status = 400},
@@ -748,13 +699,13 @@ std::vector<Row> MatrixRows(World& w) {
       {.key = "POST /api/v1/conversations/{id}/messages",
        .success = 201,
        .target = {"", conversation + "/messages",
-                  Serialize({{"client_txn_id", "isolation-matrix-refused"},
-                             {"body", "isolation matrix: never stored"}})},
+                  Body({{"client_txn_id", "isolation-matrix-refused"},
+                        {"body", "isolation matrix: never stored"}})},
        .allowed =
            [&w, conversation] {
              return Call{w.courier().token, conversation + "/messages",
-                         Serialize({{"client_txn_id", w.Unique("isolation-matrix")},
-                                    {"body", "isolation matrix: the courier's message"}})};
+                         Body({{"client_txn_id", w.Unique("isolation-matrix")},
+                               {"body", "isolation matrix: the courier's message"}})};
            }},
       {.key = "GET /api/v1/conversations/{id}/messages",
        .target = {"", conversation + "/messages", ""},
@@ -774,8 +725,8 @@ std::vector<Row> MatrixRows(World& w) {
        .allowed =
            [&w, message] {
              return Call{w.courier().token, message + "/forward",
-                         Serialize({{"conversation_id", w.conversation_id},
-                                    {"client_txn_id", w.Unique("isolation-forward")}})};
+                         Body({{"conversation_id", w.conversation_id},
+                               {"client_txn_id", w.Unique("isolation-forward")}})};
            }},
       {.key = "POST /api/v1/messages/{id}/recall",
        .success = 204,
@@ -818,8 +769,8 @@ bool Prepare(World& w, const std::string& otp_a, const std::string& otp_b,
            {kSpareRole, {"messages.read"}},
            {kClerkRole, kClerkRolePermissions}}) {
     const auto r = Send(port, "PUT", "/api/v1/roles/" + name, w.owner_a.token,
-                        Serialize({{"description", "isolation matrix"},
-                                   {"permissions", json::value_from(permissions)}}));
+                        Body({{"description", "isolation matrix"},
+                              {"permissions", json::value_from(permissions)}}));
     if (r.status != 200) {
       ADD_FAILURE() << "PUT role " << name << ": " << r.status << " " << r.body;
       return false;
@@ -847,7 +798,7 @@ bool Prepare(World& w, const std::string& otp_a, const std::string& otp_b,
   OneTimeSession(port, kOrgA, holder);
   {
     const auto r = Send(port, "GET", "/api/v1/users/" + holder.id + "/sessions", w.owner_a.token);
-    const json::object o = ParseObject(r.body);
+    const json::object o = Parse(r.body);
     if (const auto* s = o.if_contains("sessions");
         s && s->is_array() && s->as_array().size() == 1) {
       w.held_session_id = Str(s->as_array()[0].as_object().if_contains("id"));
@@ -859,11 +810,11 @@ bool Prepare(World& w, const std::string& otp_a, const std::string& otp_b,
 
   {
     const auto r = Send(port, "POST", "/api/v1/break-glass", w.owner_a.token,
-                        Serialize({{"reason", "isolation matrix: owner's emergency access"}}));
+                        Body({{"reason", "isolation matrix: owner's emergency access"}}));
     EXPECT_EQ(r.status, 201) << r.body;
-    w.grant_id = Field(r, "id");
+    w.grant_id = Field(Parse(r), "id");
     const auto alerts = Send(port, "GET", "/api/v1/alerts", w.staff.at("privacy_officer").token);
-    const json::object o = ParseObject(alerts.body);
+    const json::object o = Parse(alerts.body);
     if (const auto* list = o.if_contains("alerts"); list && list->is_array()) {
       for (const auto& a : list->as_array()) {
         if (Str(a.as_object().if_contains("target_id")) == w.grant_id) {
@@ -881,17 +832,17 @@ bool Prepare(World& w, const std::string& otp_a, const std::string& otp_b,
   });
   if (messaging) {
     const auto created = Send(port, "POST", "/api/v1/conversations", w.owner_a.token,
-                              Serialize({{"kind", "group"},
-                                         {"title", "isolation matrix: A's conversation"},
-                                         {"members", json::array{w.courier().user_id}}}));
+                              Body({{"kind", "group"},
+                                    {"title", "isolation matrix: A's conversation"},
+                                    {"members", json::array{w.courier().user_id}}}));
     EXPECT_EQ(created.status, 201) << created.body;
-    w.conversation_id = Field(created, "id");
+    w.conversation_id = Field(Parse(created), "id");
     const auto sent = Send(port, "POST", "/api/v1/conversations/" + w.conversation_id + "/messages",
                            w.owner_a.token,
-                           Serialize({{"client_txn_id", "isolation-matrix-1"},
-                                      {"body", "isolation matrix: owner A's message"}}));
+                           Body({{"client_txn_id", "isolation-matrix-1"},
+                                 {"body", "isolation matrix: owner A's message"}}));
     EXPECT_EQ(sent.status, 201) << sent.body;
-    w.message_id = Field(sent, "id");
+    w.message_id = Field(Parse(sent), "id");
     if (w.conversation_id.empty() || w.message_id.empty()) return false;
   }
   if (std::any_of(routes.begin(), routes.end(), [](const RegisteredRoute& r) {
@@ -902,7 +853,7 @@ bool Prepare(World& w, const std::string& otp_a, const std::string& otp_b,
              w.owner_a.token, "Isolation matrix: owner A's attachment.\n",
              {{"content-type", "text/plain"}, {"x-attachment-name", "owner-a.txt"}});
     EXPECT_EQ(uploaded.status, 201) << uploaded.body;
-    w.attachment_id = Field(uploaded, "id");
+    w.attachment_id = Field(Parse(uploaded), "id");
     if (w.attachment_id.empty()) return false;
   }
 
@@ -919,7 +870,7 @@ bool Prepare(World& w, const std::string& otp_a, const std::string& otp_b,
   EXPECT_EQ(Send(port, "POST", "/api/v1/auth/logout", w.revoked_token).status, 204);
 
   // What B must never see.
-  w.org_a_id = Field(Send(port, "GET", "/api/v1/org", w.owner_a.token), "id");
+  w.org_a_id = Field(Parse(Send(port, "GET", "/api/v1/org", w.owner_a.token)), "id");
   w.markers = {kOwnerA,           kOrgA,
                w.org_a_id,        expired_id,
                revoked_id,        stale_id,
@@ -931,7 +882,7 @@ bool Prepare(World& w, const std::string& otp_a, const std::string& otp_b,
   }
   if (!w.attachment_id.empty()) w.markers.push_back(w.attachment_id);
   const json::object listed =
-      ParseObject(Send(port, "GET", "/api/v1/users?limit=500", w.owner_a.token).body);
+      Parse(Send(port, "GET", "/api/v1/users?limit=500", w.owner_a.token).body);
   if (const auto* list = listed.if_contains("users"); list && list->is_array()) {
     for (const auto& u : list->as_array())
       w.markers.push_back(Str(u.as_object().if_contains("id")));
@@ -1055,14 +1006,13 @@ TEST(IsolationMatrixTest, EveryRouteAnswersOnlyTheCallerItIsFor) {
   }
 
   // ---- the deployment: organizations A and B ----
-  TempDir dir;
-  const fs::path data = dir.path() / "data";
-  const std::string otp_a = CreateOrg(true, data, kOrgA, kOwnerA);
-  const std::string otp_b = CreateOrg(false, data, kOrgB, kOwnerB);
+  Deployment d;
+  const std::string otp_a = d.AddOrg(kOrgA, kOwnerA);
+  const std::string otp_b = d.AddOrg(kOrgB, kOwnerB);
   ASSERT_FALSE(otp_a.empty() || otp_b.empty());
-  ServerProcess server(ServerProcess::Options{.data_dir = data.string()});
-  w.port = server.port();
-  w.database = data / "carewire.db";
+  d.Start();
+  w.port = d.port();
+  w.database = d.database();
   ASSERT_TRUE(Prepare(w, otp_a, otp_b, routes)) << "set-up failed; the matrix did not run";
   const auto prepared = std::chrono::steady_clock::now();
 
@@ -1165,9 +1115,7 @@ TEST(IsolationMatrixTest, EveryRouteAnswersOnlyTheCallerItIsFor) {
   for (const Row& row : rows) runner.Run(row.key, kAllowed, row.allowed(), row.success);
 
   const auto ran = std::chrono::steady_clock::now();
-  EXPECT_EQ(server.Stop(SIGTERM), 0) << server.Stderr();
-  const ProcessResult verified = RunCarewire({"audit", "verify", "--data-dir", data.string()});
-  EXPECT_EQ(verified.exit_code, 0) << Describe(verified);
+  d.StopAndVerifyAudit();
 
   // Printed on failure, or on request (CW_TEST_PRINT_MATRIX=1).
   if (HasFailure() || std::getenv("CW_TEST_PRINT_MATRIX") != nullptr) {  // NOLINT

@@ -34,22 +34,21 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <regex>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "support/accounts.hpp"
+#include "support/api.hpp"
+#include "support/deployment.hpp"
 #include "support/https_client.hpp"
 #include "support/server_process.hpp"
 #include "support/sql.hpp"
@@ -70,38 +69,11 @@ const std::string kPassword = "violet-lantern-orbit-97";
 
 // ---- small helpers -------------------------------------------------------------
 
-std::string Describe(const ProcessResult& r) {
-  return "exit " + std::to_string(r.exit_code) + " signal " + std::to_string(r.signal) +
-         "\nstdout: " + r.out + "\nstderr: " + r.err;
-}
-
-std::string Str(const json::value* v) {
-  return v != nullptr && v->is_string() ? std::string(v->as_string()) : "";
-}
-
-std::string Field(const json::object& o, const char* key) { return Str(o.if_contains(key)); }
-
-std::int64_t Int(const json::object& o, const char* key) {
-  const auto* v = o.if_contains(key);
-  return v != nullptr && v->is_int64() ? v->as_int64() : -1;
-}
-
 // A nested object, or an empty one.
 json::object Object(const json::object& o, const char* key) {
   const auto* v = o.if_contains(key);
   return v != nullptr && v->is_object() ? v->as_object() : json::object{};
 }
-
-std::string Body(const json::object& o) { return json::serialize(o); }
-
-json::object ParseText(const std::string& text) {
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec || !v.is_object()) return {};
-  return std::move(v.as_object());
-}
-
-json::object Parse(const HttpResponse& r) { return ParseText(r.body); }
 
 // The array `key` of a response, as objects.
 std::vector<json::object> List(const HttpResponse& r, const char* key) {
@@ -113,21 +85,6 @@ std::vector<json::object> List(const HttpResponse& r, const char* key) {
     return out;
   }
   for (const auto& e : v->as_array()) out.push_back(e.is_object() ? e.as_object() : json::object{});
-  return out;
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string RandomHex(int bytes) {
-  static std::mt19937_64 rng{std::random_device{}()};
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < bytes * 2; ++i) out += digits[rng() % 16];
   return out;
 }
 
@@ -144,54 +101,6 @@ std::string Txn() { return Unique("txn-"); }
 // A text that must never be found at rest or in a log: random, so that
 // finding it cannot be a coincidence.
 std::string Canary(const std::string& what) { return "canary-" + what + "-" + RandomHex(12); }
-
-// Polls until `done` holds or `timeout` passes.
-bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
-
-// An error response in the documented envelope: the status, JSON, the code,
-// a message and the request id of the X-Request-Id header.
-::testing::AssertionResult IsError(const HttpResponse& r, int status, const std::string& code) {
-  if (r.status != status) {
-    return ::testing::AssertionFailure()
-           << "status " << r.status << ", expected " << status << ": " << r.body.substr(0, 400);
-  }
-  if (r.Header("content-type") != "application/json; charset=utf-8") {
-    return ::testing::AssertionFailure() << "content-type " << r.Header("content-type");
-  }
-  const json::object v = Parse(r);
-  if (!v.contains("error") || !v.at("error").is_object()) {
-    return ::testing::AssertionFailure() << "not an error envelope: " << r.body.substr(0, 400);
-  }
-  const auto& e = v.at("error").as_object();
-  if (Field(e, "code") != code) {
-    return ::testing::AssertionFailure()
-           << "code " << Field(e, "code") << ", expected " << code << ": " << r.body;
-  }
-  if (Field(e, "message").empty()) return ::testing::AssertionFailure() << "no message";
-  if (Field(e, "request_id") != r.Header("x-request-id") || r.Header("x-request-id").empty()) {
-    return ::testing::AssertionFailure() << "request_id does not match X-Request-Id: " << r.body;
-  }
-  return ::testing::AssertionSuccess();
-}
-
-// A 4xx error in the envelope, whatever the code.
-::testing::AssertionResult IsClientError(const HttpResponse& r) {
-  if (r.status < 400 || r.status > 499) {
-    return ::testing::AssertionFailure() << "status " << r.status << ": " << r.body.substr(0, 400);
-  }
-  const json::object v = Parse(r);
-  if (!v.contains("error") || !v.at("error").is_object()) {
-    return ::testing::AssertionFailure() << "not an error envelope: " << r.body.substr(0, 400);
-  }
-  return IsError(r, r.status, Field(v.at("error").as_object(), "code"));
-}
 
 // An error body without its request id and with `id` (if any) replaced, to
 // compare the answers about two different ids.
@@ -254,7 +163,7 @@ class Events {
       ADD_FAILURE() << "the socket closed (" << ws_.close_code() << ") instead of answering ready";
       return;
     }
-    const json::object o = ParseText(*first);
+    const json::object o = Parse(*first);
     if (Field(o, "type") != "ready" || !IsCursor(Field(o, "cursor"))) {
       ADD_FAILURE() << "the first frame is not ready with a cursor: " << *first;
       return;
@@ -275,7 +184,7 @@ class Events {
   std::optional<json::object> Next() {
     const auto text = ws_.ReadText();
     if (!text) return std::nullopt;
-    json::object o = ParseText(*text);
+    json::object o = Parse(*text);
     EXPECT_FALSE(o.empty()) << "not a JSON object: " << *text;
     const std::string type = Field(o, "type");
     if (type != "pong" && type != "error") {
@@ -332,51 +241,6 @@ auto Receipt(const std::string& message_id, const std::string& status) {
   };
 }
 
-// ---- a deployment ------------------------------------------------------------------
-
-// A data directory with its organizations, and a server on it.
-class Deployment {
- public:
-  Deployment() { data_ = dir_.path() / "data"; }
-
-  // `carewire init` for the first organization, `carewire org create` for
-  // the others. Returns the owner's one-time password, or "" after a failure.
-  std::string AddOrg(const std::string& slug, const std::string& owner) {
-    std::vector<std::string> args =
-        first_ ? std::vector<std::string>{"init"} : std::vector<std::string>{"org", "create"};
-    first_ = false;
-    for (const std::string& a :
-         {std::string("--data-dir"), data_.string(), std::string("--org"), slug,
-          std::string("--org-name"), "Clinic " + slug, std::string("--owner"), owner}) {
-      args.push_back(a);
-    }
-    const auto r = RunCarewire(args);
-    EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    std::smatch m;
-    const std::regex line("owner " + owner + " one-time password: (\\S+)\n");
-    if (!std::regex_search(r.out, m, line)) {
-      ADD_FAILURE() << "no one-time password in " << r.out;
-      return "";
-    }
-    return m[1].str();
-  }
-
-  void Start() {
-    server_ = std::make_unique<ServerProcess>(ServerProcess::Options{.data_dir = data_.string()});
-  }
-
-  std::uint16_t port() const { return server_->port(); }
-  ServerProcess& server() { return *server_; }
-  const fs::path& data() const { return data_; }
-  fs::path database() const { return data_ / "carewire.db"; }
-
- private:
-  TempDir dir_;
-  fs::path data_;
-  bool first_ = true;
-  std::unique_ptr<ServerProcess> server_;
-};
-
 // ---- the deployment of a test ----------------------------------------------------------
 
 // CTest runs each test case in a process of its own (gtest_discover_tests),
@@ -411,10 +275,7 @@ class MessagingApiTest : public ::testing::Test {
   static void TearDownTestSuite() {
     if (shared_ != nullptr && shared_->deployment) {
       // Everything the test did leaves an audit chain that verifies.
-      Deployment& d = *shared_->deployment;
-      EXPECT_EQ(d.server().Stop(SIGTERM), 0) << d.server().Stderr();
-      const auto r = RunCarewire({"audit", "verify", "--data-dir", d.data().string()});
-      EXPECT_EQ(r.exit_code, 0) << Describe(r);
+      shared_->deployment->StopAndVerifyAudit();
     }
     delete shared_;
     shared_ = nullptr;

@@ -47,17 +47,17 @@
 #include <functional>
 #include <iostream>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
-#include <regex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "support/accounts.hpp"
+#include "support/api.hpp"
+#include "support/deployment.hpp"
 #include "support/https_client.hpp"
 #include "support/server_process.hpp"
 #include "support/sql.hpp"
@@ -72,32 +72,9 @@ using namespace std::chrono_literals;
 const std::string kPassword = "violet-lantern-orbit-97";
 constexpr const char* kOrg = "clinic";
 
-std::string Describe(const ProcessResult& r) {
-  return "exit " + std::to_string(r.exit_code) + " signal " + std::to_string(r.signal) +
-         "\nstdout: " + r.out + "\nstderr: " + r.err;
-}
-
-std::string Str(const json::value* v) {
-  return v != nullptr && v->is_string() ? std::string(v->as_string()) : "";
-}
-
-std::optional<json::object> ParseObject(const std::string& text) {
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec || !v.is_object()) return std::nullopt;
-  return std::move(v.as_object());
-}
-
-std::int64_t IntOf(const json::value* v) {
-  if (v == nullptr) return -1;
-  if (v->is_int64()) return v->as_int64();
-  if (v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
-  return -1;
-}
-
 // A cursor as frames carry it: a decimal string. -1 when it is not one.
 std::int64_t CursorOf(const json::object& frame) {
-  const std::string text = Str(frame.if_contains("cursor"));
+  const std::string text = Field(frame, "cursor");
   if (text.empty() || text.size() > 18 ||
       text.find_first_not_of("0123456789") != std::string::npos) {
     return -1;
@@ -139,18 +116,18 @@ class Ledger {
               std::to_string(r.status) + " " + r.body);
       return false;
     }
-    const auto o = ParseObject(r.body);
-    if (!o) {
-      Problem(what + " " + txn.txn_id + ": not JSON: " + r.body);
+    const json::object o = Parse(r.body);
+    if (o.empty()) {
+      Problem(what + " " + txn.txn_id + ": not a JSON object: " + r.body);
       return false;
     }
     Acked a;
     a.txn = txn;
-    a.id = Str(o->if_contains("id"));
-    a.seq = IntOf(o->if_contains("seq"));
+    a.id = Field(o, "id");
+    a.seq = Int(o, "seq");
     a.cycle = cycle;
-    if (Str(o->if_contains("conversation_id")) != txn.conversation_id ||
-        Str(o->if_contains("body")) != txn.body || a.id.rfind("msg_", 0) != 0 || a.seq < 1) {
+    if (Field(o, "conversation_id") != txn.conversation_id || Field(o, "body") != txn.body ||
+        a.id.rfind("msg_", 0) != 0 || a.seq < 1) {
       Problem(what + " " + txn.txn_id + ": answer does not match the request: " + r.body);
       return false;
     }
@@ -244,8 +221,7 @@ void RunSender(Sender& s, std::uint16_t port, int cycle, Ledger& ledger,
       if (ledger.Record(*s.pending, r, cycle, "retry after kill of")) {
         s.acknowledged.push_back(*s.pending);
         ++acked_this_cycle;
-        s.retried.emplace_back(s.pending->conversation_id,
-                               IntOf(ParseObject(r.body)->if_contains("seq")));
+        s.retried.emplace_back(s.pending->conversation_id, Int(Parse(r), "seq"));
       }
       s.pending.reset();
     }
@@ -302,12 +278,12 @@ struct Listener {
 void TakeFrame(Listener& l, const std::string& text, int cycle, Ledger& ledger) {
   const std::string where = l.name + " (cycle " + std::to_string(cycle) + ", connection " +
                             std::to_string(l.connections) + ")";
-  const auto frame = ParseObject(text);
-  if (!frame) {
+  const json::object frame = Parse(text);
+  if (frame.empty()) {
     ledger.Problem(where + ": frame is not a JSON object: " + text);
     return;
   }
-  const std::int64_t cursor = CursorOf(*frame);
+  const std::int64_t cursor = CursorOf(frame);
   if (cursor < 0) {
     ledger.Problem(where + ": frame without a cursor: " + text);
     return;
@@ -318,15 +294,15 @@ void TakeFrame(Listener& l, const std::string& text, int cycle, Ledger& ledger) 
   }
   l.cursors.push_back(cursor);
   l.last = std::max(l.last, cursor);
-  if (Str(frame->if_contains("type")) != "message.created") return;
-  const auto* m = frame->if_contains("message");
+  if (Field(frame, "type") != "message.created") return;
+  const auto* m = frame.if_contains("message");
   if (m == nullptr || !m->is_object()) {
     ledger.Problem(where + ": message.created without a message: " + text);
     return;
   }
-  const std::string conversation = Str(m->as_object().if_contains("conversation_id"));
-  const std::int64_t seq = IntOf(m->as_object().if_contains("seq"));
-  const std::string id = Str(m->as_object().if_contains("id"));
+  const std::string conversation = Field(m->as_object(), "conversation_id");
+  const std::int64_t seq = Int(m->as_object(), "seq");
+  const std::string id = Field(m->as_object(), "id");
   if (l.conversations.count(conversation) == 0) {
     ledger.Problem(where + ": a message of a conversation it is not in: " + text);
     return;
@@ -353,8 +329,8 @@ bool RunListener(Listener& l, std::uint16_t port, int cycle, Ledger& ledger,
         json::object{{"type", "auth"}, {"token", l.token}, {"cursor", std::to_string(l.last)}}));
     const auto ready = ws.ReadText();
     if (!ready) return false;
-    const auto r = ParseObject(*ready);
-    if (!r || Str(r->if_contains("type")) != "ready" || CursorOf(*r) != l.last) {
+    const json::object r = Parse(*ready);
+    if (Field(r, "type") != "ready" || CursorOf(r) != l.last) {
       ledger.Problem(l.name + " (cycle " + std::to_string(cycle) + "): resumed from " +
                      std::to_string(l.last) + ", answered " + *ready);
       return false;
@@ -386,8 +362,8 @@ std::optional<std::vector<json::object>> ReadMessages(std::uint16_t port, const 
                           "/api/v1/conversations/" + conversation +
                               "/messages?limit=200&after_seq=" + std::to_string(after_seq),
                           "", BearerHeader(token));
-    const auto o = r.status == 200 ? ParseObject(r.body) : std::nullopt;
-    const auto* list = o ? o->if_contains("messages") : nullptr;
+    const json::object o = r.status == 200 ? Parse(r) : json::object{};
+    const auto* list = o.if_contains("messages");
     if (list == nullptr || !list->is_array()) {
       ledger.Problem("GET messages of " + conversation + " after " + std::to_string(after_seq) +
                      ": " + std::to_string(r.status) + " " + r.body);
@@ -396,25 +372,13 @@ std::optional<std::vector<json::object>> ReadMessages(std::uint16_t port, const 
     if (list->as_array().empty()) return out;
     for (const auto& m : list->as_array()) {
       out.push_back(m.as_object());
-      after_seq = IntOf(m.as_object().if_contains("seq"));
+      after_seq = Int(m.as_object(), "seq");
     }
     if (through != 0 && after_seq >= through) return out;
   }
 }
 
 // ---- the deployment ------------------------------------------------------------------------
-
-std::string InitDeployment(const fs::path& data) {
-  const auto r = RunCarewire({"init", "--data-dir", data.string(), "--org", kOrg, "--org-name",
-                              "Clinic", "--owner", "alice"});
-  EXPECT_EQ(r.exit_code, 0) << Describe(r);
-  std::smatch m;
-  if (!std::regex_search(r.out, m, std::regex("owner alice one-time password: (\\S+)\n"))) {
-    ADD_FAILURE() << "no one-time password in " << r.out;
-    return "";
-  }
-  return m[1].str();
-}
 
 TestAccount NewNurse(std::uint16_t port, const TestAccount& owner, const std::string& name) {
   const auto r = Fetch(
@@ -423,21 +387,14 @@ TestAccount NewNurse(std::uint16_t port, const TestAccount& owner, const std::st
           {"username", name}, {"display_name", "Nurse " + name}, {"roles", json::array{"nurse"}}}),
       BearerHeader(owner.token));
   EXPECT_EQ(r.status, 201) << r.body;
-  const auto o = ParseObject(r.body);
-  return ActivateAccount(port, kOrg, name, o ? Str(o->if_contains("one_time_password")) : "",
-                         kPassword);
+  return ActivateAccount(port, kOrg, name, Field(Parse(r), "one_time_password"), kPassword);
 }
 
 std::string NewConversation(std::uint16_t port, const TestAccount& creator, json::object body) {
   const auto r = Fetch(port, "POST", "/api/v1/conversations", json::serialize(body),
                        BearerHeader(creator.token));
   EXPECT_EQ(r.status, 201) << r.body;
-  const auto o = ParseObject(r.body);
-  return o ? Str(o->if_contains("id")) : "";
-}
-
-std::unique_ptr<ServerProcess> Start(const fs::path& data) {
-  return std::make_unique<ServerProcess>(ServerProcess::Options{.data_dir = data.string()});
+  return Field(Parse(r), "id");
 }
 
 TEST(MessagingCrashTest, KillNineWhileSendingLosesDuplicatesAndSkipsNothing) {
@@ -451,17 +408,16 @@ TEST(MessagingCrashTest, KillNineWhileSendingLosesDuplicatesAndSkipsNothing) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937 rng(seed);
 
-  TempDir root;
-  const fs::path data = root.path() / "data";
-  const std::string otp = InitDeployment(data);
+  Deployment d;
+  const std::string otp = d.AddOrg(kOrg, "alice");
   ASSERT_FALSE(otp.empty());
 
   // Accounts and conversations.
   TestAccount alice, bob, carol, dave;
   std::string group, direct;
   {
-    auto server = Start(data);
-    const auto port = server->port();
+    d.Start();
+    const auto port = d.port();
     alice = ActivateAccount(port, kOrg, "alice", otp, kPassword);
     ASSERT_FALSE(alice.token.empty());
     bob = NewNurse(port, alice, "bob");
@@ -476,7 +432,7 @@ TEST(MessagingCrashTest, KillNineWhileSendingLosesDuplicatesAndSkipsNothing) {
     direct = NewConversation(port, bob,
                              {{"kind", "direct"}, {"members", json::array{carol.user_id.c_str()}}});
     ASSERT_FALSE(group.empty() || direct.empty());
-    EXPECT_EQ(server->Stop(SIGTERM), 0) << server->Stderr();
+    EXPECT_EQ(d.server().Stop(SIGTERM), 0) << d.server().Stderr();
   }
   // Who reads each conversation back.
   const std::map<std::string, std::string> reader = {{group, alice.token}, {direct, bob.token}};
@@ -508,14 +464,13 @@ TEST(MessagingCrashTest, KillNineWhileSendingLosesDuplicatesAndSkipsNothing) {
   int retried_new = 0;
   for (int cycle = 0; cycle < cycles; ++cycle) {
     SCOPED_TRACE("cycle " + std::to_string(cycle));
-    auto server = Start(data);
-    const auto port = server->port();
+    d.Start();
+    const auto port = d.port();
     std::map<std::string, std::int64_t> stored_before;  // last_seq after the restart
     for (const auto& [conversation, token] : reader) {
       const auto r =
           Fetch(port, "GET", "/api/v1/conversations/" + conversation, "", BearerHeader(token));
-      const auto o = ParseObject(r.body);
-      stored_before[conversation] = o ? IntOf(o->if_contains("last_seq")) : -1;
+      stored_before[conversation] = Int(Parse(r), "last_seq");
       if (stored_before[conversation] < 0) ledger.Problem("GET conversation: " + r.body);
     }
 
@@ -533,14 +488,14 @@ TEST(MessagingCrashTest, KillNineWhileSendingLosesDuplicatesAndSkipsNothing) {
       std::map<std::int64_t, std::string> at;
       std::int64_t expect = seqs.first;
       for (const auto& m : *got) {
-        const std::int64_t seq = IntOf(m.if_contains("seq"));
+        const std::int64_t seq = Int(m, "seq");
         if (seq != expect) {
           ledger.Problem("cycle " + std::to_string(cycle) + ": " + conversation + " has seq " +
                          std::to_string(seq) + " where " + std::to_string(expect) +
                          " was expected");
         }
         expect = seq + 1;
-        at[seq] = Str(m.if_contains("id"));
+        at[seq] = Field(m, "id");
       }
       for (const Acked& a : previous_cycle) {
         if (a.txn.conversation_id != conversation) continue;
@@ -576,7 +531,7 @@ TEST(MessagingCrashTest, KillNineWhileSendingLosesDuplicatesAndSkipsNothing) {
     }
     if (acked_this_cycle == 0) ++kills_without_ack;
     std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 231));
-    server->Stop(SIGKILL);
+    d.server().Stop(SIGKILL);
     stop = true;
     for (auto& t : threads) t.join();
     for (Sender& s : senders) {
@@ -607,8 +562,8 @@ TEST(MessagingCrashTest, KillNineWhileSendingLosesDuplicatesAndSkipsNothing) {
   }
 
   // The last start: every cut-off send again, then every message read back.
-  auto server = Start(data);
-  const auto port = server->port();
+  d.Start();
+  const auto port = d.port();
   int cut_off = 0;
   {
     HttpsConnection c(port, {}, 30s);
@@ -631,16 +586,15 @@ TEST(MessagingCrashTest, KillNineWhileSendingLosesDuplicatesAndSkipsNothing) {
     // Seqs 1..N, no gap, no repeat; no message twice.
     for (std::size_t i = 0; i < got->size(); ++i) {
       const json::object& m = (*got)[i];
-      EXPECT_EQ(IntOf(m.if_contains("seq")), static_cast<std::int64_t>(i + 1))
+      EXPECT_EQ(Int(m, "seq"), static_cast<std::int64_t>(i + 1))
           << conversation << ": " << json::serialize(m);
-      EXPECT_TRUE(stored_ids.insert(Str(m.if_contains("id"))).second)
+      EXPECT_TRUE(stored_ids.insert(Field(m, "id")).second)
           << "stored twice: " << json::serialize(m);
     }
     stored[conversation] = std::move(*got);
     const auto conv = Fetch(port, "GET", "/api/v1/conversations/" + conversation, "",
                             BearerHeader(reader.at(conversation)));
-    const auto o = ParseObject(conv.body);
-    EXPECT_EQ(o ? IntOf(o->if_contains("last_seq")) : -1, last_seq[conversation]) << conv.body;
+    EXPECT_EQ(Int(Parse(conv), "last_seq"), last_seq[conversation]) << conv.body;
   }
   // Every acknowledged message exactly once, where it was acknowledged; and,
   // since every send was retried to an acknowledgement, nothing else.
@@ -657,10 +611,9 @@ TEST(MessagingCrashTest, KillNineWhileSendingLosesDuplicatesAndSkipsNothing) {
       continue;
     }
     const json::object& m = messages[a.seq - 1];
-    EXPECT_EQ(Str(m.if_contains("id")), a.id)
-        << "seq " << a.seq << " of " << a.txn.conversation_id << " (" << a.txn.txn_id << ", cycle "
-        << a.cycle << ")";
-    EXPECT_EQ(Str(m.if_contains("body")), a.txn.body) << a.id;
+    EXPECT_EQ(Field(m, "id"), a.id) << "seq " << a.seq << " of " << a.txn.conversation_id << " ("
+                                    << a.txn.txn_id << ", cycle " << a.cycle << ")";
+    EXPECT_EQ(Field(m, "body"), a.txn.body) << a.id;
   }
 
   // Every socket resumes once more and catches up: then it has seen every
@@ -679,19 +632,16 @@ TEST(MessagingCrashTest, KillNineWhileSendingLosesDuplicatesAndSkipsNothing) {
       EXPECT_EQ(got.size(), messages.size()) << l.name << " in " << conversation;
       for (std::size_t i = 0; i < std::min(got.size(), messages.size()); ++i) {
         EXPECT_EQ(got[i].first, static_cast<std::int64_t>(i + 1)) << l.name;
-        EXPECT_EQ(got[i].second, Str(messages[i].if_contains("id")))
-            << l.name << " seq " << got[i].first;
+        EXPECT_EQ(got[i].second, Field(messages[i], "id")) << l.name << " seq " << got[i].first;
       }
     }
   }
   for (const std::string& p : ledger.Problems()) ADD_FAILURE() << p;
 
   // The audit log: intact, and one message.sent per message.
-  EXPECT_EQ(server->Stop(SIGTERM), 0) << server->Stderr();
-  const auto verified = RunCarewire({"audit", "verify", "--data-dir", data.string()});
-  EXPECT_EQ(verified.exit_code, 0) << Describe(verified);
+  d.StopAndVerifyAudit();
   {
-    Sql db(data / "carewire.db", false);
+    Sql db(d.database(), false);
     std::map<std::string, int> sent;
     for (const auto& id :
          db.Column("SELECT target_id FROM audit_events WHERE action = 'message.sent'")) {

@@ -15,13 +15,13 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
 
 #include "support/accounts.hpp"
+#include "support/api.hpp"
+#include "support/deployment.hpp"
 #include "support/https_client.hpp"
 #include "support/server_process.hpp"
 #include "support/sql.hpp"
@@ -44,24 +44,6 @@ std::string Png() {
   return png;
 }
 
-json::object Parse(const std::string& text) {
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  return !ec && v.is_object() ? v.as_object() : json::object{};
-}
-
-std::string Str(const json::object& o, const char* key) {
-  const auto* v = o.if_contains(key);
-  return v != nullptr && v->is_string() ? std::string(v->as_string()) : "";
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Every file under `dir`, read whole, with the ones that contain `needle`.
 std::vector<std::string> FilesContaining(const fs::path& dir, const std::string& needle) {
   std::vector<std::string> out;
@@ -76,35 +58,26 @@ std::vector<std::string> FilesContaining(const fs::path& dir, const std::string&
 class MessagingFilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    data_ = dir_.path() / "data";
-    push_file_ = dir_.path() / "push.jsonl";
-    const auto init = RunCarewire({"init", "--data-dir", data_.string(), "--org", "clinic-f",
-                                   "--org-name", "Clinic F", "--owner", "olga"});
-    ASSERT_EQ(init.exit_code, 0) << init.err;
-    std::smatch m;
-    ASSERT_TRUE(std::regex_search(init.out, m, std::regex("one-time password: (\\S+)\n")));
-    server_ = std::make_unique<ServerProcess>(ServerProcess::Options{
-        .env = {{"CAREWIRE_MESSAGING_PUSH_SINK_FILE", push_file_.string()},
-                {"CAREWIRE_MESSAGING_JOBS_INTERVAL_MS", "200"},
-                {"CAREWIRE_MESSAGING_URGENT_REMIND_AFTER_MS", "1000"},
-                {"CAREWIRE_MESSAGING_URGENT_ESCALATE_AFTER_MS", "2000"}},
-        .data_dir = data_.string()});
-    owner_ = ActivateAccount(port(), "clinic-f", "olga", m[1].str(), kPassword);
+    const std::string otp = deployment_.AddOrg("clinic-f", "olga");
+    ASSERT_FALSE(otp.empty());
+    deployment_.Start();
+    owner_ = ActivateAccount(port(), "clinic-f", "olga", otp, kPassword);
     ann_ = AddNurse("ann");
     ben_ = AddNurse("ben");
     ASSERT_FALSE(ann_.token.empty());
     ASSERT_FALSE(ben_.token.empty());
   }
 
-  std::uint16_t port() const { return server_->port(); }
+  std::uint16_t port() const { return deployment_.port(); }
+  const fs::path& data() const { return deployment_.data(); }
 
   TestAccount AddNurse(const std::string& name) {
     const auto r = Call("POST", "/api/v1/users", owner_,
                         json::serialize(json::object{{"username", name}, {"roles", {"nurse"}}}));
     EXPECT_EQ(r.status, 201) << r.body;
-    TestAccount a = ActivateAccount(port(), "clinic-f", name, Str(Parse(r.body), "one_time_password"),
-                                    kPassword);
-    a.user_id = Str(Parse(r.body), "id");
+    TestAccount a = ActivateAccount(port(), "clinic-f", name,
+                                    Field(Parse(r.body), "one_time_password"), kPassword);
+    a.user_id = Field(Parse(r.body), "id");
     return a;
   }
 
@@ -124,7 +97,7 @@ class MessagingFilesTest : public ::testing::Test {
                                                      {"title", title},
                                                      {"members", {ann_.user_id, ben_.user_id}}}));
     EXPECT_EQ(r.status, 201) << r.body;
-    return Str(Parse(r.body), "id");
+    return Field(Parse(r.body), "id");
   }
 
   HttpResponse SendText(const TestAccount& who, const std::string& conversation,
@@ -158,10 +131,15 @@ class MessagingFilesTest : public ::testing::Test {
     return r.status == 204;
   }
 
+  // The push file lies outside the data directory, which tests scan for
+  // plaintext.
   TempDir dir_;
-  fs::path data_;
-  fs::path push_file_;
-  std::unique_ptr<ServerProcess> server_;
+  fs::path push_file_ = dir_.path() / "push.jsonl";
+  Deployment deployment_{
+      std::map<std::string, std::string>{{"CAREWIRE_MESSAGING_PUSH_SINK_FILE", push_file_.string()},
+                                         {"CAREWIRE_MESSAGING_JOBS_INTERVAL_MS", "200"},
+                                         {"CAREWIRE_MESSAGING_URGENT_REMIND_AFTER_MS", "1000"},
+                                         {"CAREWIRE_MESSAGING_URGENT_ESCALATE_AFTER_MS", "2000"}}};
   TestAccount owner_, ann_, ben_;
 };
 
@@ -181,16 +159,17 @@ TEST_F(MessagingFilesTest, AttachmentsAreSniffedSealedAndServedOnlyToMembersAsDo
   const auto up = Upload(ann_, c, text, "Jane%20Roe%20summary.txt");
   ASSERT_EQ(up.status, 201) << up.body;
   const auto att = Parse(up.body);
-  EXPECT_EQ(Str(att, "content_type"), "text/plain");
-  const std::string id = Str(att, "id");
+  EXPECT_EQ(Field(att, "content_type"), "text/plain");
+  const std::string id = Field(att, "id");
   // Not yet sent: Ben cannot see it.
   EXPECT_EQ(Call("GET", "/api/v1/attachments/" + id, ben_).status, 404);
 
   const auto png = Upload(ann_, c, Png(), "");
   ASSERT_EQ(png.status, 201) << png.body;
-  EXPECT_EQ(Str(Parse(png.body), "content_type"), "image/png");
+  EXPECT_EQ(Field(Parse(png.body), "content_type"), "image/png");
 
-  const auto sent = SendText(ann_, c, {{"body", ""}, {"attachments", {id, Str(Parse(png.body), "id")}}});
+  const auto sent =
+      SendText(ann_, c, {{"body", ""}, {"attachments", {id, Field(Parse(png.body), "id")}}});
   ASSERT_EQ(sent.status, 201) << sent.body;
   const auto message = Parse(sent.body);
   ASSERT_EQ(message.at("attachments").as_array().size(), 2u);
@@ -205,13 +184,14 @@ TEST_F(MessagingFilesTest, AttachmentsAreSniffedSealedAndServedOnlyToMembersAsDo
             "attachment; filename=\"attachment.txt\"; filename*=UTF-8''Jane%20Roe%20summary.txt");
 
   // Nothing readable at rest, while the server runs.
-  EXPECT_EQ(FilesContaining(data_, canary), std::vector<std::string>{});
-  EXPECT_EQ(FilesContaining(data_, "Jane Roe summary"), std::vector<std::string>{});
+  EXPECT_EQ(FilesContaining(data(), canary), std::vector<std::string>{});
+  EXPECT_EQ(FilesContaining(data(), "Jane Roe summary"), std::vector<std::string>{});
 
   // The owner recalls it: the files go for everyone.
-  ASSERT_EQ(Call("POST", "/api/v1/messages/" + Str(message, "id") + "/recall", owner_).status, 204);
+  ASSERT_EQ(Call("POST", "/api/v1/messages/" + Field(message, "id") + "/recall", owner_).status,
+            204);
   EXPECT_EQ(Call("GET", "/api/v1/attachments/" + id, ben_).status, 404);
-  Sql db(data_ / "carewire.db", false);
+  Sql db(data() / "carewire.db", false);
   EXPECT_EQ(db.Count("attachment_chunks"), 0);
   EXPECT_EQ(db.Count("audit_events WHERE action = 'attachment.downloaded'"), 1);
 }
@@ -221,7 +201,7 @@ TEST_F(MessagingFilesTest, PushPayloadsCarryNoPhiAndUnreadUrgentMessagesEscalate
   const std::string canary = "canary-push-8c21 Jane Roe K+ 6.9";
   const auto sent = SendText(ben_, c, {{"body", canary}, {"priority", "urgent"}});
   ASSERT_EQ(sent.status, 201) << sent.body;
-  const std::string message_id = Str(Parse(sent.body), "id");
+  const std::string message_id = Field(Parse(sent.body), "id");
   // Ann reads it; the owner does not. After a second the owner is reminded,
   // after two the owner (the group's admin) gets the escalation.
   ASSERT_EQ(Call("POST", "/api/v1/messages/" + message_id + "/read", ann_).status, 204);
@@ -233,9 +213,9 @@ TEST_F(MessagingFilesTest, PushPayloadsCarryNoPhiAndUnreadUrgentMessagesEscalate
   }
   std::vector<std::string> kinds;
   for (const auto& p : pushes) {
-    const std::string payload = Str(p, "payload");
-    kinds.push_back(Str(p, "to") + " " + Str(Parse(payload), "kind"));
-    EXPECT_EQ(Str(Parse(payload), "conversation_id"), c);
+    const std::string payload = Field(p, "payload");
+    kinds.push_back(Field(p, "to") + " " + Field(Parse(payload), "kind"));
+    EXPECT_EQ(Field(Parse(payload), "conversation_id"), c);
     for (const std::string& secret :
          {canary, std::string("Jane"), std::string("Oncology"), std::string("ben"),
           std::string("ann"), message_id}) {
@@ -250,7 +230,7 @@ TEST_F(MessagingFilesTest, PushPayloadsCarryNoPhiAndUnreadUrgentMessagesEscalate
   EXPECT_EQ(kinds, (std::vector<std::string>{first[0], first[1],
                                              owner_.user_id + " urgent_reminder",
                                              owner_.user_id + " urgent_escalation"}));
-  Sql db(data_ / "carewire.db", false);
+  Sql db(data() / "carewire.db", false);
   EXPECT_EQ(db.Count("audit_events WHERE action IN ('message.urgent_reminded', "
                      "'message.urgent_escalated') AND target_id = '" + message_id + "'"),
             2);
@@ -264,13 +244,13 @@ TEST_F(MessagingFilesTest, DoNotForwardLegalHoldAndLifespansAreEnforced) {
   const auto free = SendText(ann_, from, {{"body", "may travel"}});
   ASSERT_EQ(free.status, 201);
   auto forward = [&](const HttpResponse& m, const std::string& txn) {
-    return Call("POST", "/api/v1/messages/" + Str(Parse(m.body), "id") + "/forward", ben_,
+    return Call("POST", "/api/v1/messages/" + Field(Parse(m.body), "id") + "/forward", ben_,
                 json::serialize(json::object{{"conversation_id", to}, {"client_txn_id", txn}}));
   };
   EXPECT_EQ(forward(marked, "fw-1").status, 403);
   const auto copied = forward(free, "fw-2");
   ASSERT_EQ(copied.status, 201) << copied.body;
-  EXPECT_EQ(Str(Parse(copied.body), "forwarded_from"), Str(Parse(free.body), "id"));
+  EXPECT_EQ(Field(Parse(copied.body), "forwarded_from"), Field(Parse(free.body), "id"));
 
   // Legal hold: only with org.manage, after re-authentication; then the
   // sender cannot recall.
@@ -278,8 +258,9 @@ TEST_F(MessagingFilesTest, DoNotForwardLegalHoldAndLifespansAreEnforced) {
   EXPECT_EQ(Call("PUT", hold, ann_, R"({"legal_hold":true})").status, 403);
   ASSERT_TRUE(Reauthenticate(owner_));
   ASSERT_EQ(Call("PUT", hold, owner_, R"({"legal_hold":true})").status, 200);
-  EXPECT_EQ(Call("POST", "/api/v1/messages/" + Str(Parse(free.body), "id") + "/recall", ann_).status,
-            409);
+  EXPECT_EQ(
+      Call("POST", "/api/v1/messages/" + Field(Parse(free.body), "id") + "/recall", ann_).status,
+      409);
 
   // Lifespan: the organization keeps messages a day; two are backdated two
   // days. The held conversation keeps them; the other loses its copy, and a
@@ -288,15 +269,15 @@ TEST_F(MessagingFilesTest, DoNotForwardLegalHoldAndLifespansAreEnforced) {
   ws.SendText(json::serialize(json::object{{"type", "auth"}, {"token", ben_.token}}));
   ASSERT_TRUE(ws.ReadText().has_value());  // ready
   {
-    Sql db(data_ / "carewire.db", true);
+    Sql db(data() / "carewire.db", true);
     db.Column("UPDATE organizations SET message_lifespan_days = 1");
     db.Column("UPDATE messages SET created_at = '2000-01-01T00:00:00.000000Z'");
   }
   std::optional<std::string> frame = ws.ReadText();
   ASSERT_TRUE(frame.has_value());
   const auto expired = Parse(*frame);
-  EXPECT_EQ(Str(expired, "type"), "message.expired");
-  EXPECT_EQ(Str(expired, "message_id"), Str(Parse(copied.body), "id"));
+  EXPECT_EQ(Field(expired, "type"), "message.expired");
+  EXPECT_EQ(Field(expired, "message_id"), Field(Parse(copied.body), "id"));
   const auto page = Call("GET", "/api/v1/conversations/" + to + "/messages", ben_);
   ASSERT_EQ(page.status, 200);
   const json::object listed = Parse(page.body);
@@ -306,7 +287,7 @@ TEST_F(MessagingFilesTest, DoNotForwardLegalHoldAndLifespansAreEnforced) {
   EXPECT_TRUE(msgs[0].as_object().at("expired").as_bool());
   const auto held = Call("GET", "/api/v1/conversations/" + from + "/messages", ben_);
   EXPECT_NE(held.body.find("may travel"), std::string::npos);
-  Sql db(data_ / "carewire.db", false);
+  Sql db(data() / "carewire.db", false);
   EXPECT_EQ(db.Count("audit_events WHERE action = 'message.purged'"), 1);
   EXPECT_EQ(db.Count("audit_events WHERE action = 'conversation.legal_hold_set'"), 1);
 }
@@ -318,9 +299,9 @@ TEST_F(MessagingFilesTest, BadInputsAreRefusedAndStoreNothing) {
   const std::string c = Group("Ward 8");
   const auto first = SendText(ann_, c, {{"body", "first"}});
   ASSERT_EQ(first.status, 201);
-  const std::string message = Str(Parse(first.body), "id");
+  const std::string message = Field(Parse(first.body), "id");
   ASSERT_TRUE(Reauthenticate(owner_));
-  Sql db(data_ / "carewire.db", false);
+  Sql db(data() / "carewire.db", false);
   auto counts = [&] {
     return std::vector<std::int64_t>{
         db.Count("messages"), db.Count("attachments"), db.Count("conversations"),
@@ -404,7 +385,7 @@ TEST_F(MessagingFilesTest, BadInputsAreRefusedAndStoreNothing) {
   const auto sent = SendText(ann_, c, {{"body", inert}});
   ASSERT_EQ(sent.status, 201) << sent.body;
   EXPECT_EQ(sent.Header("content-type"), "application/json; charset=utf-8");
-  EXPECT_EQ(Str(Parse(sent.body), "body"), inert);
+  EXPECT_EQ(Field(Parse(sent.body), "body"), inert);
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <thread>
 
+#include "support/api.hpp"
+
 namespace cw::testing {
 namespace {
 
@@ -34,17 +36,6 @@ std::vector<unsigned char> Base32Decode(const std::string& text) {
     }
   }
   return out;
-}
-
-std::string Str(const json::object& o, const char* key) {
-  const auto* v = o.if_contains(key);
-  return v && v->is_string() ? std::string(v->as_string()) : "";
-}
-
-std::string Body(std::initializer_list<std::pair<const char*, std::string>> fields) {
-  json::object o;
-  for (const auto& [k, v] : fields) o[k] = v;
-  return json::serialize(o);
 }
 
 }  // namespace
@@ -100,6 +91,15 @@ std::string TestAccount::NextCode() {
   return TotpForStep(totp_secret, step);
 }
 
+std::string CodeFor(TestAccount& account) {
+  if (account.last_step <= CurrentTotpStep() || account.recovery_codes.empty()) {
+    return account.NextCode();
+  }
+  std::string code = account.recovery_codes.back();
+  account.recovery_codes.pop_back();
+  return code;
+}
+
 TestAccount ActivateAccount(std::uint16_t port, const std::string& org,
                             const std::string& username, const std::string& one_time_password,
                             const std::string& new_password) {
@@ -107,13 +107,13 @@ TestAccount ActivateAccount(std::uint16_t port, const std::string& org,
   a.org = org;
   a.username = username;
   a.password = new_password;
-  auto first = Fetch(port, "POST", "/api/v1/auth/login",
-                     Body({{"org", org}, {"username", username}, {"password", one_time_password}}));
+  auto first =
+      Fetch(port, "POST", "/api/v1/auth/login", LoginBody(org, username, one_time_password));
   if (first.status != 200) {
     ADD_FAILURE() << "first sign-in of " << username << ": " << first.status << " " << first.body;
     return a;
   }
-  const std::string once = Str(json::parse(first.body).as_object(), "token");
+  const std::string once = Field(json::parse(first.body).as_object(), "token");
   auto changed = Fetch(port, "POST", "/api/v1/me/password",
                        Body({{"current_password", one_time_password}, {"new_password", new_password}}),
                        BearerHeader(once));
@@ -122,17 +122,16 @@ TestAccount ActivateAccount(std::uint16_t port, const std::string& org,
                   << changed.body;
     return a;
   }
-  auto second = Fetch(port, "POST", "/api/v1/auth/login",
-                      Body({{"org", org}, {"username", username}, {"password", new_password}}));
+  auto second = Fetch(port, "POST", "/api/v1/auth/login", LoginBody(org, username, new_password));
   if (second.status != 200) {
     ADD_FAILURE() << "second sign-in of " << username << ": " << second.status << " "
                   << second.body;
     return a;
   }
   const json::object signed_in = json::parse(second.body).as_object();
-  a.token = Str(signed_in, "token");
+  a.token = Field(signed_in, "token");
   if (const auto* user = signed_in.if_contains("user"); user && user->is_object()) {
-    a.user_id = Str(user->as_object(), "id");
+    a.user_id = Field(user->as_object(), "id");
   }
   if (!signed_in.contains("mfa_enrollment_required")) return a;
 
@@ -143,7 +142,7 @@ TestAccount ActivateAccount(std::uint16_t port, const std::string& org,
                   << started.body;
     return a;
   }
-  a.totp_secret = Str(json::parse(started.body).as_object(), "secret");
+  a.totp_secret = Field(json::parse(started.body).as_object(), "secret");
   auto confirmed = Fetch(port, "POST", "/api/v1/me/mfa/totp/confirm",
                          Body({{"code", a.NextCode()}}), BearerHeader(a.token));
   if (confirmed.status != 200) {
@@ -159,8 +158,7 @@ TestAccount ActivateAccount(std::uint16_t port, const std::string& org,
 }
 
 bool SignInAgain(std::uint16_t port, TestAccount& a) {
-  auto r = Fetch(port, "POST", "/api/v1/auth/login",
-                 Body({{"org", a.org}, {"username", a.username}, {"password", a.password}}));
+  auto r = Fetch(port, "POST", "/api/v1/auth/login", LoginBody(a.org, a.username, a.password));
   if (r.status != 200) {
     ADD_FAILURE() << "sign-in of " << a.username << ": " << r.status << " " << r.body;
     return false;
@@ -168,14 +166,14 @@ bool SignInAgain(std::uint16_t port, TestAccount& a) {
   json::object o = json::parse(r.body).as_object();
   if (o.contains("mfa_required")) {
     r = Fetch(port, "POST", "/api/v1/auth/mfa",
-              Body({{"mfa_token", Str(o, "mfa_token")}, {"code", a.NextCode()}}));
+              Body({{"mfa_token", Field(o, "mfa_token")}, {"code", a.NextCode()}}));
     if (r.status != 200) {
       ADD_FAILURE() << "MFA step of " << a.username << ": " << r.status << " " << r.body;
       return false;
     }
     o = json::parse(r.body).as_object();
   }
-  a.token = Str(o, "token");
+  a.token = Field(o, "token");
   return !a.token.empty();
 }
 

@@ -37,6 +37,12 @@ struct TestAccount {
   std::string NextCode();
 };
 
+// A second-factor code for the account: the next TOTP code when one is
+// available without waiting for the next 30-second step, else one of its
+// recovery codes (used up). For tests that need several codes in quick
+// succession.
+std::string CodeFor(TestAccount& account);
+
 // First sign-in: one-time password, password change, sign-in, and, when the
 // organization requires MFA, TOTP enrolment and confirmation (which turns
 // the session into a full one). Fails the current test (ADD_FAILURE) on any
