@@ -39,7 +39,7 @@ const std::string kPassword = "amber-kettle-harbor-58";
 // The smallest PNG libmagic names image/png: signature and IHDR chunk.
 std::string Png() {
   std::string png = "\x89PNG\r\n\x1a\n";
-  png += std::string("\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00", 25);
+  png += std::string("\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00", 21);
   png += std::string("\x90\x77\x53\xde", 4);
   return png;
 }
