@@ -496,6 +496,9 @@ struct HttpServer::Impl {
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(
         ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    // An idle connection gives its read and write buffers (about 34 KiB)
+    // back to the allocator: most live sockets are idle most of the time.
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     // TLS 1.2: ECDHE (forward secrecy) with AEAD ciphers only. TLS 1.3's
     // suites are all AEAD and keep OpenSSL's defaults.
     if (SSL_CTX_set_cipher_list(ctx,

@@ -59,6 +59,9 @@ class WebSocketSession final : public Drainable,
       co_await CloseNow(websocket::close_code::protocol_error);
       co_return;
     }
+    // The HTTP read buffer stays alive with its connection but holds nothing
+    // more: its memory goes back, as an idle socket should hold little.
+    buffer.shrink_to_fit();
 
     handler_ = route.websocket(request, self);
     if (state_->draining) StartClose(websocket::close_code::going_away, "server shutting down");
@@ -74,6 +77,7 @@ class WebSocketSession final : public Drainable,
         handler_->OnText(beast::buffers_to_string(in.data()));
       }
       in.consume(in.size());
+      in.shrink_to_fit();  // between frames an idle socket keeps no buffer
     }
     closing_ = true;
     if (handler_) {
