@@ -35,6 +35,10 @@ constexpr std::size_t kReplayQueueBytes = 256 * 1024;
 // Live events kept for a socket that is still replaying; past this it is
 // closed as too slow (it can resume).
 constexpr std::size_t kMaxHeldEvents = 20000;
+// A replay whose client reads nothing for this many 2 ms polls (10 s) is
+// closed (1013, it may resume): a replay waits on a worker of the stream
+// pool, which others are queued for.
+constexpr int kReplayStallPolls = 5000;
 
 // What the hub and the replay share for one socket. Held by the stream and,
 // weakly, by the hub.
@@ -89,7 +93,10 @@ class Listener final : public messaging::Subscriber {
           std::lock_guard lock(mu_);
           if (closed_) return;
           last_sent_ = frame.cursor;
-          if (!peer_->SendText(frame.text)) closed_ = true;
+          if (!peer_->SendText(frame.text)) {
+            closed_ = true;
+            return;
+          }
           if (!frame.message_id.empty()) {
             messaging_.NoteDelivered(principal_.org_id, principal_.user_id, frame.message_id);
           }
@@ -120,6 +127,9 @@ class Listener final : public messaging::Subscriber {
     held_.clear();
   }
 
+  // Ends the stream after a failure; the client resumes from its cursor.
+  void Abort() { Fail(); }
+
  private:
   // REQUIRES: mu_ held.
   void SendLocked(const std::string& frame, const messaging::LiveEvent& event) {
@@ -138,7 +148,7 @@ class Listener final : public messaging::Subscriber {
         std::lock_guard lock(mu_);
         if (closed_) return false;
       }
-      if (i > 30000) {  // about a minute without progress
+      if (i > kReplayStallPolls) {
         peer_->Close(1013, "client too slow; reconnect to resume");
         Stop();
         return false;
@@ -248,8 +258,14 @@ class EventStream final : public WebSocketHandler {
     handle_ = live_.Add(principal->session_id, peer_, until);
     listener_ = std::make_shared<Listener>(peer_, services_.messaging, *principal);
     subscription_ = services_.hub.Subscribe(principal->user_id, listener_);
-    const bool queued = services_.pool.Submit(
-        [listener = listener_, cursor] { listener->Start(cursor); });
+    const bool queued = services_.pool.Submit([listener = listener_, cursor] {
+      try {
+        listener->Start(cursor);
+      } catch (const std::exception&) {
+        // A bug or an exhausted machine: this socket ends, it may resume.
+        listener->Abort();
+      }
+    });
     if (!queued) {
       listener_->Stop();
       peer_->Close(1013, "server busy; reconnect to resume");

@@ -4,6 +4,7 @@
 
 #include <boost/json/value.hpp>
 #include <charconv>
+#include <future>
 
 #include "api/handler_support.hpp"
 #include "api/query.hpp"
@@ -29,7 +30,7 @@ Response Refusal(const std::string& request_id, const ErrorCode& error,
   }
   if (error == core::Error::kConflict) {
     return ErrorResponse(request_id, ApiError::kConflict,
-                         problem.empty() ? SafeText("the conversation is under legal hold")
+                         problem.empty() ? SafeText("this message cannot be recalled now")
                                          : SafeText::Trusted(problem));
   }
   if (error == core::Error::kNotFound) {
@@ -146,22 +147,31 @@ void SendMessage(messaging::Messaging& messaging, const JsonLimits& limits, Requ
                  });
 }
 
-void ForwardMessage(messaging::Messaging& messaging, const JsonLimits& limits, Request& req,
-                    Reply reply) {
+void ForwardMessage(messaging::Messaging& messaging, core::WorkerPool& pool,
+                    const JsonLimits& limits, Request& req, Reply reply) {
   Response error;
   auto fields = StringFields(req, limits, {"conversation_id", "client_txn_id"}, &error);
   if (!fields) return reply(std::move(error));
-  messaging.Forward(req.principal, std::string(req.Param("id")), (*fields)["conversation_id"],
-                    (*fields)["client_txn_id"], Origin(req),
-                    [reply = std::move(reply), id = req.request_id](
-                        Result<messaging::Message> m, SafeText problem) {
-                      if (!m && m.error() == core::Error::kPermissionDenied) {
-                        return reply(ErrorResponse(id, ApiError::kForbidden,
-                                                   "this message is marked do not forward"));
-                      }
-                      if (!m) return reply(Refusal(id, m.error(), problem.view()));
-                      reply(JsonResponse(201, messaging::MessageJson(*m)));
-                    });
+  // Reading and opening the source blocks: on the pool, never an I/O thread.
+  OnPool(pool, req, std::move(reply),
+         [&messaging, caller = req.principal, origin = Origin(req), id = req.request_id,
+          message = std::string(req.Param("id")), to = (*fields)["conversation_id"],
+          txn = (*fields)["client_txn_id"]] {
+           std::promise<Response> answer;
+           messaging.Forward(caller, message, to, txn, origin,
+                             [&answer, &id](Result<messaging::Message> m, SafeText problem) {
+                               if (!m && m.error() == core::Error::kPermissionDenied) {
+                                 answer.set_value(ErrorResponse(
+                                     id, ApiError::kForbidden,
+                                     "this message is marked do not forward"));
+                               } else if (!m) {
+                                 answer.set_value(Refusal(id, m.error(), problem.view()));
+                               } else {
+                                 answer.set_value(JsonResponse(201, messaging::MessageJson(*m)));
+                               }
+                             });
+           return answer.get_future().get();
+         });
 }
 
 // A percent-encoded header value, decoded; nullopt on a bad escape.
@@ -377,7 +387,7 @@ void AddMessagingRoutes(Router& router, messaging::Messaging& messaging, core::W
                        on = hold->as_bool()] {
                         auto c = messaging.SetLegalHold(caller, conversation, on, origin);
                         if (!c) return Refusal(id, c.error(), "");
-                        return JsonResponse(200, messaging::ConversationJson(*c));
+                        return JsonResponse(200, {{"id", c->id}, {"legal_hold", c->legal_hold}});
                       });
              });
 
@@ -422,8 +432,8 @@ void AddMessagingRoutes(Router& router, messaging::Messaging& messaging, core::W
 
   router.Add(Method::kPost, "/api/v1/messages/{id}/forward",
              Access::Needs(Permission::kMessagesSend),
-             [&messaging, limits](Request& req, Reply reply) {
-               ForwardMessage(messaging, limits, req, std::move(reply));
+             [&messaging, &pool, limits](Request& req, Reply reply) {
+               ForwardMessage(messaging, pool, limits, req, std::move(reply));
              });
 
   router.AddLarge(Method::kPost, "/api/v1/conversations/{id}/attachments",

@@ -205,7 +205,8 @@ Result<VisibleMessage> FindVisibleMessage(Transaction& tx, const Principal& call
                                           const std::string& message_id) {
   if (!IsMessageId(message_id)) return core::Error::kNotFound;
   auto row = tx.QueryOne(
-      "SELECT m.conversation_id, m.sender_id, coalesce(m.recalled_at, ''), c.legal_hold, cm.role "
+      "SELECT m.conversation_id, m.sender_id, coalesce(m.recalled_at, m.purged_at, ''), "
+      "c.legal_hold, cm.role "
       "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
       "JOIN conversation_members cm ON cm.conversation_id = m.conversation_id AND cm.user_id = ? "
       "WHERE m.id = ? AND c.org_id = ?",
@@ -798,8 +799,16 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
             const bool same = std::string_view(reinterpret_cast<const char*>(plain->data()),
                                                plain->size()) == state->request.body;
             sodium_memzero(plain->data(), plain->size());
+            std::vector<std::string> attached;
+            for (const Attachment& a : msg.attachments) attached.push_back(a.id);
+            std::vector<std::string> asked = state->request.attachment_ids;
+            std::sort(attached.begin(), attached.end());
+            std::sort(asked.begin(), asked.end());
+            const bool same_marking = !state->request.do_not_forward ||
+                                      *state->request.do_not_forward == msg.do_not_forward;
             if (!same || msg.priority != state->request.priority ||
-                msg.forwarded_from != state->request.forwarded_from) {
+                msg.forwarded_from != state->request.forwarded_from || !same_marking ||
+                (msg.recalled_at.empty() && msg.expired_at.empty() && attached != asked)) {
               done(core::Error::kConflict, "client_txn_id was used for another message");
               return;
             }
@@ -1153,7 +1162,12 @@ void Messaging::NoteDelivered(const std::string& org_id, const std::string& user
                               const std::string& message_id) {
   {
     std::lock_guard lock(deliveries_mu_);
-    deliveries_.push_back({org_id, user_id, message_id});
+    // A writer that cannot keep up (or a database that refuses writes)
+    // must not grow this without bound; a member's next fetch records what
+    // is dropped here.
+    if (deliveries_.size() < kMaxPendingDeliveries) {
+      deliveries_.push_back({org_id, user_id, message_id});
+    }
     if (flush_queued_) return;
     flush_queued_ = true;
   }
@@ -1166,7 +1180,14 @@ void Messaging::NoteDelivered(const std::string& org_id, const std::string& user
         return FlushDeliveries(tx, *events);
       },
       [this, events](Status status) {
-        if (status) hub_.Publish(*events);
+        if (status) {
+          hub_.Publish(*events);
+          return;
+        }
+        // The work may never have run (refused, or its batch failed): the
+        // next delivery must be free to queue a flush again.
+        std::lock_guard lock(deliveries_mu_);
+        flush_queued_ = false;
       });
 }
 
@@ -1182,23 +1203,25 @@ Status Messaging::FlushDeliveries(Transaction& tx, std::vector<LiveEvent>& out) 
   // (org, user, conversation) -> how many messages reached that user.
   std::map<std::array<std::string, 3>, std::int64_t> counts;
   for (const auto& [org_id, user_id, message_id] : batch) {
+    auto m = tx.QueryOne("SELECT conversation_id, sender_id FROM messages WHERE id = ?",
+                         {message_id});
+    if (!m) return m.error();
+    if (!*m) continue;
+    const std::string conversation_id = (*m)->Text(0);
+    // Every body a socket was given is accounted for, a replay of messages
+    // delivered long ago included; only the first delivery tells the sender.
+    ++counts[{org_id, user_id, conversation_id}];
     auto changed = tx.Execute(
         "UPDATE message_receipts SET delivered_at = ? WHERE message_id = ? AND user_id = ? AND "
         "delivered_at IS NULL",
         {now, message_id, user_id});
     if (!changed) return changed.error();
     if (*changed == 0) continue;
-    auto m = tx.QueryOne("SELECT conversation_id, sender_id FROM messages WHERE id = ?",
-                         {message_id});
-    if (!m) return m.error();
-    if (!*m) continue;
-    const std::string conversation_id = (*m)->Text(0);
     if (auto s = TellSender(tx, org_id, conversation_id, message_id, (*m)->Text(1), user_id,
                             "delivered", now, out);
         !s) {
       return s;
     }
-    ++counts[{org_id, user_id, conversation_id}];
   }
   for (const auto& [key, count] : counts) {
     audit::Event e;

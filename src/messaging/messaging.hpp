@@ -45,6 +45,8 @@ inline constexpr std::size_t kMaxBodyCodePoints = 10000;
 inline constexpr std::size_t kMaxMembers = 256;
 inline constexpr std::size_t kMaxTitleBytes = 200;
 inline constexpr std::size_t kMaxClientTxnIdBytes = 64;
+// Deliveries waiting for their batch write, at most.
+inline constexpr std::size_t kMaxPendingDeliveries = 100000;
 
 using identity::Principal;
 using identity::RequestOrigin;
@@ -140,7 +142,8 @@ bool IsConversationId(std::string_view id);
 bool IsMessageId(std::string_view id);
 bool IsClientTxnId(std::string_view id);
 
-// As the API shows them.
+// As the API shows them to members. A legal hold is not shown: it may be
+// confidential (the legal-hold route answers it to administrators).
 boost::json::object ConversationJson(const Conversation& c);
 boost::json::object MessageJson(const Message& m);
 

@@ -45,7 +45,6 @@ boost::json::object ConversationJson(const Conversation& c) {
           {"created_by", c.created_by},
           {"created_at", c.created_at},
           {"last_seq", c.last_seq},
-          {"legal_hold", c.legal_hold},
           {"message_lifespan_days", lifespan}};
 }
 

@@ -179,7 +179,7 @@ int Serve(const core::Config& config, const ServeOptions& options) {
   // Event-stream replays read and open pages of messages and may wait for a
   // slow client: they have workers of their own, so they never hold up
   // sign-ins or requests.
-  auto stream_pool = std::make_unique<core::WorkerPool>(2, 4096);
+  auto stream_pool = std::make_unique<core::WorkerPool>(4, 4096);
 
   api::Router router;
   AddRoutes(router, config,
