@@ -98,7 +98,8 @@ class Listener final : public messaging::Subscriber {
             return;
           }
           if (!frame.message_id.empty()) {
-            messaging_.NoteDelivered(principal_.org_id, principal_.user_id, frame.message_id);
+            messaging_.NoteDelivered({principal_.org_id, principal_.user_id, frame.message_id,
+                                      frame.conversation_id, frame.sender_id});
           }
         }
         from = page->through;
@@ -138,7 +139,8 @@ class Listener final : public messaging::Subscriber {
       return;
     }
     if (!event.message_id.empty() && event.sender_id != principal_.user_id) {
-      messaging_.NoteDelivered(principal_.org_id, principal_.user_id, event.message_id);
+      messaging_.NoteDelivered({principal_.org_id, principal_.user_id, event.message_id,
+                                event.conversation_id, event.sender_id});
     }
   }
 

@@ -25,9 +25,10 @@ struct LiveEvent {
   std::string org_id;
   std::vector<std::string> audience;         // user ids
   std::shared_ptr<const std::string> frame;  // the JSON frame, cursor included
-  // For message.created: the message and its sender, so a member's socket
-  // can record that it reached them.
+  // For message.created: the message, its conversation and its sender, so
+  // a member's socket can record that it reached them.
   std::string message_id;
+  std::string conversation_id;
   std::string sender_id;
 };
 

@@ -824,6 +824,7 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
         live.audience = std::move(state->audience);
         live.frame = std::make_shared<const std::string>(render::MessageCreated(state->cursor, msg));
         live.message_id = msg.id;
+        live.conversation_id = msg.conversation_id;
         live.sender_id = msg.sender_id;
         if (push_ != nullptr) {
           const PushKind kind = msg.priority == "urgent" ? PushKind::kUrgent : PushKind::kMessage;
@@ -1136,7 +1137,11 @@ Result<Messaging::ReplayPage> Messaging::Replay(const std::string& org_id,
         sodium_memzero(plain->data(), plain->size());
       }
       frame.text = render::MessageCreated(p.cursor, m);
-      if (m.sender_id != user_id && m.body) frame.message_id = m.id;
+      if (m.sender_id != user_id && m.body) {
+        frame.message_id = m.id;
+        frame.conversation_id = m.conversation_id;
+        frame.sender_id = m.sender_id;
+      }
       if (m.body) sodium_memzero(m.body->data(), m.body->size());
     } else if (p.type == "message.recalled") {
       frame.text = render::MessageRecalled(p.cursor, p.conversation_id, p.message_id);
@@ -1158,15 +1163,14 @@ Result<Messaging::ReplayPage> Messaging::Replay(const std::string& org_id,
   return page;
 }
 
-void Messaging::NoteDelivered(const std::string& org_id, const std::string& user_id,
-                              const std::string& message_id) {
+void Messaging::NoteDelivered(Delivery delivery) {
   {
     std::lock_guard lock(deliveries_mu_);
     // A writer that cannot keep up (or a database that refuses writes)
     // must not grow this without bound; a member's next fetch records what
     // is dropped here.
     if (deliveries_.size() < kMaxPendingDeliveries) {
-      deliveries_.push_back({org_id, user_id, message_id});
+      deliveries_.push_back(std::move(delivery));
     }
     if (flush_queued_) return;
     flush_queued_ = true;
@@ -1193,7 +1197,7 @@ void Messaging::NoteDelivered(const std::string& org_id, const std::string& user
 
 // A failed batch is dropped: those members' next fetch records it again.
 Status Messaging::FlushDeliveries(Transaction& tx, std::vector<LiveEvent>& out) {
-  std::vector<std::array<std::string, 3>> batch;
+  std::vector<Delivery> batch;
   {
     std::lock_guard lock(deliveries_mu_);
     batch.swap(deliveries_);
@@ -1202,23 +1206,18 @@ Status Messaging::FlushDeliveries(Transaction& tx, std::vector<LiveEvent>& out) 
   const std::string now = core::NowRfc3339();
   // (org, user, conversation) -> how many messages reached that user.
   std::map<std::array<std::string, 3>, std::int64_t> counts;
-  for (const auto& [org_id, user_id, message_id] : batch) {
-    auto m = tx.QueryOne("SELECT conversation_id, sender_id FROM messages WHERE id = ?",
-                         {message_id});
-    if (!m) return m.error();
-    if (!*m) continue;
-    const std::string conversation_id = (*m)->Text(0);
+  for (const Delivery& d : batch) {
     // Every body a socket was given is accounted for, a replay of messages
     // delivered long ago included; only the first delivery tells the sender.
-    ++counts[{org_id, user_id, conversation_id}];
+    ++counts[{d.org_id, d.user_id, d.conversation_id}];
     auto changed = tx.Execute(
         "UPDATE message_receipts SET delivered_at = ? WHERE message_id = ? AND user_id = ? AND "
         "delivered_at IS NULL",
-        {now, message_id, user_id});
+        {now, d.message_id, d.user_id});
     if (!changed) return changed.error();
     if (*changed == 0) continue;
-    if (auto s = TellSender(tx, org_id, conversation_id, message_id, (*m)->Text(1), user_id,
-                            "delivered", now, out);
+    if (auto s = TellSender(tx, d.org_id, d.conversation_id, d.message_id, d.sender_id,
+                            d.user_id, "delivered", now, out);
         !s) {
       return s;
     }

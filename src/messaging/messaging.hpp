@@ -148,10 +148,24 @@ boost::json::object ConversationJson(const Conversation& c);
 boost::json::object MessageJson(const Message& m);
 
 // One frame of the event stream and its cursor.
+// A message that reached a member's socket, with what the receipt needs, so
+// recording it looks nothing up.
+struct Delivery {
+  std::string org_id;
+  std::string user_id;  // the member it reached
+  std::string message_id;
+  std::string conversation_id;
+  std::string sender_id;
+};
+
 struct Frame {
   std::int64_t cursor = 0;
   std::string text;
-  std::string message_id;  // for message.created from someone else: to mark delivered
+  // For message.created from someone else, with a body: what to mark
+  // delivered once the frame is sent (message_id empty otherwise).
+  std::string message_id;
+  std::string conversation_id;
+  std::string sender_id;
 };
 
 class Messaging {
@@ -249,8 +263,7 @@ class Messaging {
                             std::int64_t cursor, int limit);
   // Records that messages reached a member's live socket. Deliveries are
   // gathered and written in batches; each new one tells the sender.
-  void NoteDelivered(const std::string& org_id, const std::string& user_id,
-                     const std::string& message_id);
+  void NoteDelivered(Delivery delivery);
 
  private:
   Status WriteAndPublish(const std::function<Status(storage::Transaction&,
@@ -262,7 +275,7 @@ class Messaging {
   LiveHub& hub_;
   PushDispatcher* push_;
   std::mutex deliveries_mu_;
-  std::vector<std::array<std::string, 3>> deliveries_;  // org, user, message
+  std::vector<Delivery> deliveries_;
   bool flush_queued_ = false;
 };
 
