@@ -5,7 +5,9 @@
 // and api code compile without Beast or Asio.
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -28,6 +30,42 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 // is not public.
 using Principal = identity::Principal;
 
+// One piece of a streamed request body (BodyStream::Read).
+struct BodyPiece {
+  enum class State {
+    kMore,      // `bytes` is a full piece; more follows
+    kEnd,       // `bytes` is the last piece (maybe empty)
+    kTooLarge,  // the body ran past the route's limit (answer 413)
+    kBroken,    // the client went away, stalled or framed the body badly
+  };
+  State state = State::kBroken;
+  std::string bytes;
+};
+
+// The body of a request to a streamed route (Router::AddStreamed), read
+// piece by piece after the caller was authenticated, so memory per request
+// stays flat whatever its size. Thread-safe; one Read at a time.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // Reads the next `size` bytes (fewer only in the last piece) and calls
+  // `done` with them, from an I/O thread: `done` must not block. A handler
+  // answers only once its last Read has completed.
+  virtual void Read(std::size_t size, std::function<void(BodyPiece)> done) = 0;
+};
+
+// A response body produced piece by piece (a download), so it need not be
+// held whole. Next is called again only after its previous `done`.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  // Produces the next piece and calls `done` with it, from any thread: an
+  // empty string at the end, an error when the body cannot be finished (the
+  // connection is then closed, cutting the response short, since its status
+  // has been sent).
+  virtual void Next(std::function<void(Result<std::string>)> done) = 0;
+};
+
 struct Request {
   Method method = Method::kGet;
   std::string path;   // the path as sent, percent-encoded, without the query
@@ -40,6 +78,8 @@ struct Request {
   std::chrono::steady_clock::time_point started;
   std::string peer_address;  // the TCP peer, for the audit trail
   Principal principal;       // empty on public routes
+  // Streamed routes only: the body, to be read; `body` stays empty.
+  std::shared_ptr<BodyStream> body_stream;
 
   // The first header with this lowercase name, or "" if none.
   std::string_view Header(std::string_view lowercase_name) const;
@@ -54,6 +94,9 @@ struct Response {
   Headers headers;  // extra headers; security headers are added for every response
   // Set to close the connection after this response (e.g. after a framing error).
   bool close = false;
+  // A streamed body instead of `body`, exactly `content_length` bytes long.
+  std::shared_ptr<BodySource> body_source;
+  std::int64_t content_length = 0;
 };
 
 // Answers one request exactly once, from any thread.

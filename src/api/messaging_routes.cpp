@@ -2,15 +2,20 @@
 // recall. A conversation the caller does not belong to answers 404, like one
 // that does not exist, on every route.
 
+#include <sodium.h>
+
 #include <boost/json/value.hpp>
 #include <charconv>
 #include <future>
+#include <memory>
+#include <utility>
 
 #include "api/handler_support.hpp"
 #include "api/query.hpp"
 #include "api/routes.hpp"
 #include "messaging/attachments.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
 
 namespace cw::api {
 namespace {
@@ -210,6 +215,114 @@ std::string Rfc5987(std::string_view name) {
   return out;
 }
 
+// An upload in progress. The body is read piece by piece on the I/O thread;
+// each piece is sealed and stored on the worker pool before the next is
+// read, so a slow disk slows the client rather than filling memory.
+class UploadJob : public std::enable_shared_from_this<UploadJob> {
+ public:
+  // Bytes read from the client at a time.
+  static constexpr std::size_t kPieceBytes = 512 << 10;
+
+  UploadJob(messaging::Messaging& messaging, core::WorkerPool& pool, Request& req, Reply reply,
+            std::string name)
+      : messaging_(messaging),
+        pool_(pool),
+        body_(req.body_stream),
+        reply_(std::move(reply)),
+        request_id_(req.request_id),
+        caller_(req.principal),
+        origin_(Origin(req)),
+        conversation_(req.Param("id")),
+        name_(std::move(name)) {}
+
+  void Start() {
+    OnWorker([self = shared_from_this()] { self->Begin(); });
+  }
+
+ private:
+  // Runs `work` on the pool; when the pool is full, the upload ends with 503.
+  void OnWorker(std::function<void()> work) {
+    auto guarded = [self = shared_from_this(), work = std::move(work)] {
+      try {
+        work();
+      } catch (const std::exception&) {
+        log::Error("http.handler_exception",
+                   {{log::Key::kRequestId, SafeText::Trusted(self->request_id_)}});
+        self->Answer(ErrorResponse(self->request_id_, ApiError::kInternal, "internal error"));
+      }
+    };
+    if (!pool_.Submit(std::move(guarded))) {
+      Answer(ErrorResponse(request_id_, ApiError::kUnavailable,
+                           "the server is busy; try again shortly"));
+    }
+  }
+
+  void Begin() {
+    std::string problem;
+    auto upload = messaging_.BeginUpload(caller_, conversation_, name_, origin_, &problem);
+    if (!upload) return Answer(Refusal(request_id_, upload.error(), problem));
+    upload_ = std::move(*upload);
+    ReadNext();
+  }
+
+  void ReadNext() {
+    body_->Read(kPieceBytes, [self = shared_from_this()](BodyPiece piece) {
+      auto shared = std::make_shared<BodyPiece>(std::move(piece));
+      self->OnWorker([self, shared] { self->Take(*shared); });
+    });
+  }
+
+  void Take(BodyPiece& piece) {
+    using State = BodyPiece::State;
+    struct Wipe {
+      std::string& s;
+      ~Wipe() { sodium_memzero(s.data(), s.size()); }
+    } wipe{piece.bytes};
+    if (piece.state == State::kTooLarge) {
+      return Answer(ErrorResponse(request_id_, ApiError::kPayloadTooLarge,
+                                  "the attachment is larger than the limit"));
+    }
+    if (piece.state == State::kBroken) {
+      return Answer(
+          ErrorResponse(request_id_, ApiError::kBadRequest, "the body could not be read"));
+    }
+    std::string problem;
+    if (auto s = upload_->Append(piece.bytes, &problem); !s) {
+      // The type comes from the bytes alone, never from Content-Type or
+      // the name.
+      if (s.error() == core::Error::kInvalidArgument) {
+        return Answer(ErrorResponse(request_id_, ApiError::kUnsupportedMediaType,
+                                    SafeText::Trusted(problem)));
+      }
+      return Answer(Refusal(request_id_, s.error(), ""));
+    }
+    if (piece.state == State::kMore) return ReadNext();
+    auto a = upload_->Finish(&problem);
+    if (!a) return Answer(Refusal(request_id_, a.error(), problem));
+    Answer(JsonResponse(201, {{"id", a->id},
+                              {"conversation_id", a->conversation_id},
+                              {"content_type", a->content_type},
+                              {"size", a->size}}));
+  }
+
+  // An unfinished upload removes what it stored as it is destroyed.
+  void Answer(Response response) {
+    upload_.reset();
+    if (reply_) std::exchange(reply_, nullptr)(std::move(response));
+  }
+
+  messaging::Messaging& messaging_;
+  core::WorkerPool& pool_;
+  std::shared_ptr<BodyStream> body_;
+  Reply reply_;
+  const std::string request_id_;
+  const Principal caller_;
+  const identity::RequestOrigin origin_;
+  const std::string conversation_;
+  const std::string name_;
+  std::unique_ptr<messaging::AttachmentUpload> upload_;
+};
+
 void UploadAttachment(messaging::Messaging& messaging, core::WorkerPool& pool, Request& req,
                       Reply reply) {
   auto name = PercentDecoded(req.Header("x-attachment-name"));
@@ -218,50 +331,54 @@ void UploadAttachment(messaging::Messaging& messaging, core::WorkerPool& pool, R
                                "X-Attachment-Name is a percent-encoded UTF-8 name of at most "
                                "255 bytes, without control characters or slashes"));
   }
-  if (req.body.empty()) {
-    return reply(ErrorResponse(req.request_id, ApiError::kBadRequest,
-                               "the body is the attachment's bytes"));
-  }
-  // The type comes from the bytes alone, never from Content-Type or the name.
-  if (!messaging::IsAllowedContentType(messaging::SniffContentType(req.body))) {
-    return reply(ErrorResponse(req.request_id, ApiError::kUnsupportedMediaType,
-                               "attachments may be images (JPEG, PNG, GIF, WebP, HEIC), PDF or "
-                               "plain text"));
-  }
-  auto bytes = std::make_shared<std::string>(std::move(req.body));
-  OnPool(pool, req, std::move(reply),
-         [&messaging, caller = req.principal, origin = Origin(req), id = req.request_id,
-          conversation = std::string(req.Param("id")), name = std::move(*name), bytes] {
-           std::string problem;
-           auto a = messaging.UploadAttachment(caller, conversation, name, std::move(*bytes),
-                                               origin, &problem);
-           if (!a) return Refusal(id, a.error(), problem);
-           return JsonResponse(201, {{"id", a->id},
-                                     {"conversation_id", a->conversation_id},
-                                     {"content_type", a->content_type},
-                                     {"size", a->size}});
-         });
+  std::make_shared<UploadJob>(messaging, pool, req, std::move(reply), std::move(*name))->Start();
 }
+
+// A download's body: each piece is read from storage and opened on the pool.
+class DownloadSource : public BodySource {
+ public:
+  DownloadSource(core::WorkerPool& pool, std::unique_ptr<messaging::AttachmentDownload> download)
+      : pool_(pool), download_(std::move(download)) {}
+
+  void Next(std::function<void(Result<std::string>)> done) override {
+    auto shared = std::make_shared<std::function<void(Result<std::string>)>>(std::move(done));
+    const bool queued = pool_.Submit([this, shared] {
+      Result<std::string> piece = core::Error::kInternal;
+      try {
+        piece = download_->Next();
+      } catch (const std::exception&) {
+        log::Error("messaging.download_exception");
+      }
+      (*shared)(std::move(piece));
+    });
+    if (!queued) (*shared)(core::Error::kUnavailable);
+  }
+
+ private:
+  core::WorkerPool& pool_;
+  std::unique_ptr<messaging::AttachmentDownload> download_;
+};
 
 void DownloadAttachment(messaging::Messaging& messaging, core::WorkerPool& pool, Request& req,
                         Reply reply) {
   OnPool(pool, req, std::move(reply),
-         [&messaging, caller = req.principal, origin = Origin(req), id = req.request_id,
+         [&messaging, &pool, caller = req.principal, origin = Origin(req), id = req.request_id,
           attachment = std::string(req.Param("id"))] {
-           auto content = messaging.DownloadAttachment(caller, attachment, origin);
-           if (!content) return Refusal(id, content.error(), "");
+           auto download = messaging.OpenDownload(caller, attachment, origin);
+           if (!download) return Refusal(id, download.error(), "");
            Response r;
            r.status = 200;
-           r.content_type = content->info.content_type;
+           r.content_type = (*download)->info().content_type;
            // Always a download, never rendered by the browser in the app's
            // origin; the name only in the encoded form.
            std::string disposition = "attachment; filename=\"attachment." +
                                      std::string(messaging::ExtensionFor(r.content_type)) + "\"";
-           if (!content->name.empty()) {
-             disposition += "; filename*=UTF-8''" + Rfc5987(content->name);
+           if (!(*download)->name().empty()) {
+             disposition += "; filename*=UTF-8''" + Rfc5987((*download)->name());
            }
            r.headers.emplace_back("content-disposition", std::move(disposition));
-           r.body = std::move(content->bytes);
+           r.content_length = (*download)->info().size;
+           r.body_source = std::make_shared<DownloadSource>(pool, std::move(*download));
            return r;
          });
 }
@@ -436,11 +553,11 @@ void AddMessagingRoutes(Router& router, messaging::Messaging& messaging, core::W
                ForwardMessage(messaging, pool, limits, req, std::move(reply));
              });
 
-  router.AddLarge(Method::kPost, "/api/v1/conversations/{id}/attachments",
-                  Access::Needs(Permission::kMessagesSend), options.attachment_max_bytes,
-                  [&messaging, &pool](Request& req, Reply reply) {
-                    UploadAttachment(messaging, pool, req, std::move(reply));
-                  });
+  router.AddStreamed(Method::kPost, "/api/v1/conversations/{id}/attachments",
+                     Access::Needs(Permission::kMessagesSend), options.attachment_max_bytes,
+                     [&messaging, &pool](Request& req, Reply reply) {
+                       UploadAttachment(messaging, pool, req, std::move(reply));
+                     });
 
   router.Add(Method::kGet, "/api/v1/attachments/{id}", Access::Needs(Permission::kMessagesRead),
              [&messaging, &pool](Request& req, Reply reply) {

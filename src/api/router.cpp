@@ -125,12 +125,12 @@ void Router::Add(Method method, SafeText pattern, Access access, Handler handler
   AddRoute(method, pattern, access).handler = std::move(handler);
 }
 
-void Router::AddLarge(Method method, SafeText pattern, Access access, std::int64_t max_body_bytes,
-                      Handler handler) {
+void Router::AddStreamed(Method method, SafeText pattern, Access access,
+                         std::int64_t max_body_bytes, Handler handler) {
   Route& route = AddRoute(method, pattern, access);
   route.handler = std::move(handler);
+  route.streamed = true;
   route.max_body_bytes = max_body_bytes;
-  largest_body_limit_ = std::max(largest_body_limit_, max_body_bytes);
 }
 
 void Router::AddWebSocket(SafeText pattern, Access access, WebSocketFactory factory) {

@@ -91,8 +91,10 @@ struct Route {
   Access access;
   Handler handler;             // for plain requests
   WebSocketFactory websocket;  // set for routes that upgrade to a WebSocket
-  // A body limit of its own (attachments), instead of limits.max_body_bytes;
-  // 0: the server's. Read from the route before the body is.
+  // Set for routes whose body is streamed to the handler (Request::
+  // body_stream) rather than read whole first; max_body_bytes is its limit,
+  // instead of the server's limits.max_body_bytes.
+  bool streamed = false;
   std::int64_t max_body_bytes = 0;
 
   // Parsed pattern: literal segments and parameter names ("{id}" -> "id").
@@ -108,9 +110,11 @@ class Router {
   // Registers a route. Throws std::logic_error on a malformed pattern or a
   // duplicate (method, pattern): both are programming errors found at start.
   void Add(Method method, SafeText pattern, Access access, Handler handler);
-  // The same, for a route whose bodies may be larger than the server's limit.
-  void AddLarge(Method method, SafeText pattern, Access access, std::int64_t max_body_bytes,
-                Handler handler);
+  // The same, for a route whose body is streamed to the handler, once the
+  // caller is authorized, instead of being read whole before (uploads). Its
+  // body may be up to max_body_bytes long.
+  void AddStreamed(Method method, SafeText pattern, Access access, std::int64_t max_body_bytes,
+                   Handler handler);
   void AddWebSocket(SafeText pattern, Access access, WebSocketFactory factory);
 
   struct Match {
@@ -122,8 +126,6 @@ class Router {
   // Matches a percent-encoded path. Parameters are percent-decoded; a path
   // whose segments do not decode to valid, NUL-free text matches nothing.
   Match Find(Method method, std::string_view path) const;
-  // The largest body limit any route declared (AddLarge); 0 when none did.
-  std::int64_t largest_body_limit() const { return largest_body_limit_; }
 
   // Routes `request` and answers it through `reply`: 404 or 405 (with
   // Allow) as JSON errors when nothing matches, 426 for a WebSocket route
@@ -154,7 +156,6 @@ class Router {
   DenialRecorder denial_recorder_;
   Route& AddRoute(Method method, SafeText pattern, Access access);
   std::vector<std::unique_ptr<Route>> routes_;
-  std::int64_t largest_body_limit_ = 0;
 };
 
 }  // namespace cw::api

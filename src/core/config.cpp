@@ -158,8 +158,9 @@ const std::vector<KeyDef>& Defs() {
           "socket closes within about this time."),
       Int("messaging.attachment_max_bytes", &C::messaging, &C::Messaging::attachment_max_bytes,
           1, 1LL << 30,
-          "The largest attachment, in bytes (25 MiB by default). At most 8 uploads larger than "
-          "`limits.max_body_bytes` are read at once; more are refused with 503."),
+          "The largest attachment, in bytes (25 MiB by default). Uploads are streamed and sealed "
+          "as they arrive, about 2 MiB of memory each; at most 32 are read at once and more are "
+          "refused with 503."),
       Int("messaging.urgent_remind_after_ms", &C::messaging,
           &C::Messaging::urgent_remind_after_ms, 1'000, 86'400'000,
           "An urgent message unread this long is notified again to the members who have not "

@@ -62,6 +62,43 @@ TEST_F(SealedStreamTest, RoundTripsAtChunkBoundaries) {
   }
 }
 
+// Pushed in pieces of awkward sizes, sealing and opening give the same
+// stream as the pull functions read it, whatever the piece boundaries.
+TEST_F(SealedStreamTest, PushedPiecesOfAnySizeRoundTrip) {
+  for (std::size_t n : {std::size_t{0}, std::size_t{5}, kStreamChunkSize, 2 * kStreamChunkSize + 9,
+                        std::size_t{(1u << 20) + 3}}) {
+    for (std::size_t step : {std::size_t{1000}, kStreamChunkSize, std::size_t{3 << 20}}) {
+      const Bytes plain = Pattern(n);
+      Bytes sealed;
+      StreamSealer sealer(*ring_.Current(), kHere);
+      for (std::size_t at = 0; at < n; at += step) {
+        sealer.Write({plain.data() + at, std::min(step, n - at)}, WriterInto(sealed));
+      }
+      sealer.Finish(WriterInto(sealed));
+      EXPECT_EQ(StreamKeyVersion(sealed), 5u);
+      Bytes pulled;
+      ASSERT_TRUE(OpenAll(sealed, &pulled)) << n << " " << step;
+      EXPECT_EQ(pulled, plain);
+
+      Bytes pushed;
+      StreamOpener opener(ring_, kHere);
+      for (std::size_t at = 0; at < sealed.size(); at += step / 3 + 1) {
+        ASSERT_TRUE(opener.Write({sealed.data() + at, std::min(step / 3 + 1, sealed.size() - at)},
+                                 WriterInto(pushed)));
+      }
+      ASSERT_TRUE(opener.Finish(WriterInto(pushed)));
+      EXPECT_EQ(pushed, plain) << n << " " << step;
+    }
+  }
+  // Cut one byte short, the pushed opener refuses it at Finish.
+  const Bytes sealed = SealAll(Pattern(kStreamChunkSize + 10));
+  Bytes ignored;
+  StreamOpener opener(ring_, kHere);
+  ASSERT_TRUE(opener.Write({sealed.data(), sealed.size() - 1}, WriterInto(ignored)));
+  EXPECT_FALSE(opener.Finish(WriterInto(ignored)));
+  EXPECT_EQ(StreamKeyVersion({sealed.data(), 10}), 0u);
+}
+
 TEST_F(SealedStreamTest, TruncationAndAppendedBytesAreDetected) {
   const Bytes sealed = SealAll(Pattern(3 * kStreamChunkSize + 100));
   const std::size_t record = kStreamChunkSize + 17;

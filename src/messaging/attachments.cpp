@@ -8,6 +8,7 @@
 
 #include "audit/audit_log.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/random.hpp"
 #include "core/time.hpp"
 #include "core/utf8.hpp"
@@ -71,16 +72,6 @@ bool IsAttachmentId(std::string_view id) {
   return true;
 }
 
-// Reads `data` from `*offset` on, for the stream sealer and opener.
-crypto::StreamReader BufferReader(std::string_view data, std::size_t* offset) {
-  return [data, offset](std::span<std::uint8_t> out) {
-    const std::size_t n = std::min(out.size(), data.size() - *offset);
-    std::memcpy(out.data(), data.data() + *offset, n);
-    *offset += n;
-    return n;
-  };
-}
-
 }  // namespace
 
 std::string SniffContentType(std::string_view bytes) {
@@ -142,11 +133,12 @@ Status DestroyAttachments(Transaction& tx, const std::string& message_id, const 
 }
 
 Result<int> DestroyUnsentAttachments(Transaction& tx, const std::string& cutoff,
+                                     const std::string& incomplete_cutoff,
                                      const std::string& now) {
   auto ids = tx.QueryAll(
-      "SELECT id, org_id FROM attachments WHERE message_id IS NULL AND destroyed_at IS NULL AND "
-      "created_at < ? LIMIT 500",
-      {cutoff});
+      "SELECT id, org_id, complete FROM attachments WHERE message_id IS NULL AND "
+      "destroyed_at IS NULL AND (created_at < ? OR (complete = 0 AND created_at < ?)) LIMIT 500",
+      {cutoff, incomplete_cutoff});
   if (!ids) return ids.error();
   for (const Row& r : *ids) {
     auto chunks = tx.Execute("DELETE FROM attachment_chunks WHERE attachment_id = ?", {r.Text(0)});
@@ -157,7 +149,8 @@ Result<int> DestroyUnsentAttachments(Transaction& tx, const std::string& cutoff,
     if (auto s = audit::Record(tx,
                                SystemEvent(r.Text(1), "message-lifespan", "attachment.purged",
                                            "attachment", r.Text(0),
-                                           Details({{"reason", "never_sent"}})),
+                                           Details({{"reason", r.Int(2) == 1 ? "never_sent"
+                                                                             : "never_finished"}})),
                                now);
         !s) {
       return s.error();
@@ -168,6 +161,184 @@ Result<int> DestroyUnsentAttachments(Transaction& tx, const std::string& cutoff,
 
 }  // namespace internal
 
+AttachmentUpload::AttachmentUpload(Messaging& messaging, Principal caller, RequestOrigin origin,
+                                   std::string conversation_id, storage::Value sealed_name,
+                                   std::shared_ptr<const keys::OrgKeys> keys)
+    : messaging_(messaging),
+      caller_(std::move(caller)),
+      origin_(std::move(origin)),
+      sealed_name_(std::move(sealed_name)),
+      keys_(std::move(keys)) {
+  info_.id = "att_" + core::RandomHex(16);
+  info_.conversation_id = std::move(conversation_id);
+  sealer_ = std::make_unique<crypto::StreamSealer>(*keys_->data.Current(),
+                                                   ContentContext(caller_.org_id, info_.id));
+  rows_.emplace_back();
+}
+
+AttachmentUpload::~AttachmentUpload() {
+  if (!finished_) Abandon();
+}
+
+Status AttachmentUpload::Append(std::string_view bytes, std::string* problem) {
+  if (failed_ || finished_) return core::Error::kInvalidArgument;
+  if (bytes.empty()) return Ok();
+  if (info_.content_type.empty()) {
+    info_.content_type = SniffContentType(bytes);
+    if (!IsAllowedContentType(info_.content_type)) {
+      failed_ = true;
+      *problem = "attachments may be images (JPEG, PNG, GIF, WebP, HEIC), PDF or plain text";
+      return core::Error::kInvalidArgument;
+    }
+  }
+  // The type was named from the first bytes; a file that starts as text is
+  // text to its end, not a binary behind a text prologue.
+  if (info_.content_type == "text/plain" && bytes.find('\0') != std::string_view::npos) {
+    failed_ = true;
+    *problem = "a plain-text attachment may not contain NUL bytes";
+    return core::Error::kInvalidArgument;
+  }
+  info_.size += static_cast<std::int64_t>(bytes.size());
+  sealer_->Write({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()},
+                 [this](std::span<const std::uint8_t> sealed) {
+                   while (!sealed.empty()) {
+                     if (rows_.back().size() == kStoredChunkBytes) rows_.emplace_back();
+                     storage::Blob& row = rows_.back();
+                     if (row.capacity() < kStoredChunkBytes) row.reserve(kStoredChunkBytes);
+                     const std::size_t n = std::min(kStoredChunkBytes - row.size(), sealed.size());
+                     row.insert(row.end(), sealed.begin(), sealed.begin() + n);
+                     sealed = sealed.subspan(n);
+                   }
+                 });
+  if (rows_.front().size() < kStoredChunkBytes) return Ok();
+  if (auto s = WriteRows(false); !s) {
+    failed_ = true;
+    return s;
+  }
+  return Ok();
+}
+
+Result<Attachment> AttachmentUpload::Finish(std::string* problem) {
+  if (failed_ || finished_) return core::Error::kInvalidArgument;
+  if (info_.size == 0) {
+    failed_ = true;
+    *problem = "an attachment needs at least one byte";
+    return core::Error::kInvalidArgument;
+  }
+  sealer_->Finish([this](std::span<const std::uint8_t> sealed) {
+    while (!sealed.empty()) {
+      if (rows_.back().size() == kStoredChunkBytes) rows_.emplace_back();
+      storage::Blob& row = rows_.back();
+      const std::size_t n = std::min(kStoredChunkBytes - row.size(), sealed.size());
+      row.insert(row.end(), sealed.begin(), sealed.begin() + n);
+      sealed = sealed.subspan(n);
+    }
+  });
+  if (auto s = WriteRows(true); !s) {
+    failed_ = true;
+    return s.error();
+  }
+  finished_ = true;
+  return info_;
+}
+
+// Stores the full rows (all of them when `last`), the first time together
+// with the attachment's own row, marked incomplete; the last time marks it
+// complete and audits the upload.
+Status AttachmentUpload::WriteRows(bool last) {
+  std::size_t count = rows_.size();
+  if (!last) {
+    while (count > 0 && rows_[count - 1].size() < kStoredChunkBytes) --count;
+  }
+  auto written = messaging_.db_.Write([&](Transaction& tx) -> Status {
+    const std::string now = core::NowRfc3339();
+    if (!row_inserted_ || last) {
+      if (auto member = RequireMember(tx, caller_, info_.conversation_id); !member) return member;
+    }
+    if (!row_inserted_) {
+      auto inserted = tx.Execute(
+          "INSERT INTO attachments (id, org_id, conversation_id, uploader_id, content_type, "
+          "size_bytes, name, created_at, complete) VALUES (?, ?, ?, ?, ?, 0, ?, ?, 0)",
+          {info_.id, caller_.org_id, info_.conversation_id, caller_.user_id, info_.content_type,
+           sealed_name_, now});
+      if (!inserted) return inserted.error();
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      auto chunk =
+          tx.Execute("INSERT INTO attachment_chunks (attachment_id, n, data) VALUES (?, ?, ?)",
+                     {info_.id, rows_written_ + static_cast<std::int64_t>(i), rows_[i]});
+      if (!chunk) return chunk.error();
+    }
+    if (!last) return Ok();
+    auto completed = tx.Execute(
+        "UPDATE attachments SET complete = 1, size_bytes = ? WHERE id = ? AND complete = 0 AND "
+        "destroyed_at IS NULL",
+        {info_.size, info_.id});
+    if (!completed) return completed.error();
+    if (*completed != 1) return core::Error::kNotFound;  // swept meanwhile
+    return audit::Record(tx,
+                         AuditFor(caller_, origin_, "attachment.uploaded", "attachment", info_.id,
+                                  Details({{"conversation_id", info_.conversation_id},
+                                           {"mime_type", info_.content_type},
+                                           {"size", info_.size}})),
+                         now);
+  });
+  if (!written) return written;
+  row_inserted_ = true;
+  rows_written_ += static_cast<std::int64_t>(count);
+  rows_.erase(rows_.begin(), rows_.begin() + static_cast<std::ptrdiff_t>(count));
+  if (rows_.empty()) rows_.emplace_back();
+  return Ok();
+}
+
+// Removes what an unfinished upload stored, without waiting (it may be
+// destroyed on any thread). Should this fail, the messaging jobs sweep the
+// incomplete row later.
+void AttachmentUpload::Abandon() {
+  if (!row_inserted_) return;
+  messaging_.db_.SubmitWrite(
+      [id = info_.id, event = AuditFor(caller_, origin_, "attachment.upload_abandoned",
+                                       "attachment", info_.id,
+                                       Details({{"conversation_id", info_.conversation_id},
+                                                {"stored_bytes", info_.size}}))](
+          Transaction& tx) -> Status {
+        auto chunks = tx.Execute("DELETE FROM attachment_chunks WHERE attachment_id = ?", {id});
+        if (!chunks) return chunks.error();
+        auto row = tx.Execute("DELETE FROM attachments WHERE id = ? AND complete = 0", {id});
+        if (!row) return row.error();
+        return audit::Record(tx, event, core::NowRfc3339());
+      },
+      [](Status s) {
+        if (!s) log::Warn("messaging.upload_cleanup_failed");
+      });
+}
+
+Result<std::unique_ptr<AttachmentUpload>> Messaging::BeginUpload(
+    const Principal& caller, const std::string& conversation_id, const std::string& name,
+    const RequestOrigin& origin, std::string* problem) {
+  if (!IsConversationId(conversation_id)) return core::Error::kNotFound;
+  if (!IsValidAttachmentName(name)) {
+    *problem = "the name is at most 255 bytes of UTF-8, without control characters or slashes";
+    return core::Error::kInvalidArgument;
+  }
+  // Membership first, so nothing is sealed for a conversation the caller
+  // cannot see; every write checks it again.
+  auto visible =
+      db_.Read([&](Transaction& tx) { return RequireMember(tx, caller, conversation_id); });
+  if (!visible) return visible.error();
+  auto keys = keys_.ForOrg(caller.org_id);
+  if (!keys) return keys.error();
+  if ((*keys)->data.Current() == nullptr) return core::Error::kInternal;
+  std::unique_ptr<AttachmentUpload> upload(
+      new AttachmentUpload(*this, caller, origin, conversation_id, nullptr, *keys));
+  if (!name.empty()) {
+    auto sealed = keys_.Seal(NameContext(caller.org_id, upload->info_.id), name);
+    if (!sealed) return sealed.error();
+    upload->sealed_name_ = storage::Blob(sealed->begin(), sealed->end());
+  }
+  return upload;
+}
+
 Result<Attachment> Messaging::UploadAttachment(const Principal& caller,
                                                const std::string& conversation_id,
                                                const std::string& name, std::string bytes,
@@ -177,145 +348,127 @@ Result<Attachment> Messaging::UploadAttachment(const Principal& caller,
     std::string& s;
     ~Wipe() { sodium_memzero(s.data(), s.size()); }
   } wipe{bytes};
-  if (!IsConversationId(conversation_id)) return core::Error::kNotFound;
-  if (bytes.empty()) {
-    *problem = "an attachment needs at least one byte";
-    return core::Error::kInvalidArgument;
+  auto upload = BeginUpload(caller, conversation_id, name, origin, problem);
+  if (!upload) return upload.error();
+  for (std::size_t at = 0; at < bytes.size(); at += kStoredChunkBytes) {
+    const std::string_view piece = std::string_view(bytes).substr(at, kStoredChunkBytes);
+    if (auto s = (*upload)->Append(piece, problem); !s) return s.error();
   }
-  if (!IsValidAttachmentName(name)) {
-    *problem = "the name is at most 255 bytes of UTF-8, without control characters or slashes";
-    return core::Error::kInvalidArgument;
-  }
-  const std::string type = SniffContentType(bytes);
-  if (!IsAllowedContentType(type)) {
-    *problem = "attachments may be images (JPEG, PNG, GIF, WebP, HEIC), PDF or plain text";
-    return core::Error::kInvalidArgument;
-  }
-  // Membership first, so nothing is sealed for a conversation the caller
-  // cannot see; the write checks it again.
-  auto visible =
-      db_.Read([&](Transaction& tx) { return RequireMember(tx, caller, conversation_id); });
-  if (!visible) return visible.error();
+  return (*upload)->Finish(problem);
+}
 
-  Attachment a;
-  a.id = "att_" + core::RandomHex(16);
-  a.conversation_id = conversation_id;
-  a.content_type = type;
-  a.size = static_cast<std::int64_t>(bytes.size());
+AttachmentDownload::AttachmentDownload(Messaging& messaging, std::string org_id, Attachment info,
+                                       std::string name,
+                                       std::shared_ptr<const keys::OrgKeys> keys)
+    : messaging_(messaging),
+      org_id_(std::move(org_id)),
+      info_(std::move(info)),
+      name_(std::move(name)),
+      keys_(std::move(keys)) {
+  opener_ = std::make_unique<crypto::StreamOpener>(keys_->data, ContentContext(org_id_, info_.id));
+}
 
-  auto keys = keys_.ForOrg(caller.org_id);
-  if (!keys) return keys.error();
-  const crypto::DataKey* key = (*keys)->data.Current();
-  if (key == nullptr) return core::Error::kInternal;
-  // Sealed chunk by chunk into rows of kStoredChunkBytes.
-  std::vector<storage::Blob> rows(1);
-  std::size_t offset = 0;
-  crypto::SealStream(
-      *key, ContentContext(caller.org_id, a.id), BufferReader(bytes, &offset),
-      [&](std::span<const std::uint8_t> sealed) {
-        while (!sealed.empty()) {
-          if (rows.back().size() == kStoredChunkBytes) rows.emplace_back();
-          const std::size_t room = kStoredChunkBytes - rows.back().size();
-          const std::size_t n = std::min(room, sealed.size());
-          rows.back().insert(rows.back().end(), sealed.begin(), sealed.begin() + n);
-          sealed = sealed.subspan(n);
-        }
-      });
-  storage::Value sealed_name = nullptr;
-  if (!name.empty()) {
-    auto sealed = keys_.Seal(NameContext(caller.org_id, a.id), name);
-    if (!sealed) return sealed.error();
-    sealed_name = storage::Blob(sealed->begin(), sealed->end());
-  }
+AttachmentDownload::~AttachmentDownload() { sodium_memzero(name_.data(), name_.size()); }
 
-  auto written = db_.Write([&](Transaction& tx) -> Status {
-    if (auto member = RequireMember(tx, caller, conversation_id); !member) return member;
-    const std::string now = core::NowRfc3339();
-    auto inserted = tx.Execute(
-        "INSERT INTO attachments (id, org_id, conversation_id, uploader_id, content_type, "
-        "size_bytes, name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        {a.id, caller.org_id, conversation_id, caller.user_id, a.content_type, a.size,
-         sealed_name, now});
-    if (!inserted) return inserted.error();
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      auto chunk =
-          tx.Execute("INSERT INTO attachment_chunks (attachment_id, n, data) VALUES (?, ?, ?)",
-                     {a.id, static_cast<std::int64_t>(i), rows[i]});
-      if (!chunk) return chunk.error();
+Result<std::string> AttachmentDownload::Next() {
+  if (done_) return std::string();
+  storage::Blob sealed;
+  bool found = false;
+  auto read = messaging_.db_.Read([&](Transaction& tx) -> Status {
+    // The attachment must still be there: a recall or purge between two
+    // chunks ends the download rather than serving what is left.
+    auto row = tx.QueryOne(
+        "SELECT c.data FROM attachment_chunks c JOIN attachments a ON a.id = c.attachment_id "
+        "WHERE c.attachment_id = ? AND c.n = ? AND a.destroyed_at IS NULL AND a.complete = 1",
+        {info_.id, next_row_});
+    if (!row) return row.error();
+    if (*row) {
+      found = true;
+      sealed = (**row).Bytes(0);
     }
+    return Ok();
+  });
+  if (!read) return read.error();
+  std::string plain;
+  const auto into = [&plain](std::span<const std::uint8_t> bytes) {
+    plain.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  };
+  if (!found) {
+    // The end: the stream must have ended with its FINAL chunk.
+    done_ = true;
+    if (auto s = opener_->Finish(into); !s) return s.error();
+    return plain;
+  }
+  ++next_row_;
+  plain.reserve(sealed.size());
+  if (auto s = opener_->Write(sealed, into); !s) {
+    sodium_memzero(plain.data(), plain.size());
+    done_ = true;
+    return s.error();
+  }
+  // A row that completes no chunk yields nothing yet; the next one will.
+  if (plain.empty()) return Next();
+  return plain;
+}
+
+Result<std::unique_ptr<AttachmentDownload>> Messaging::OpenDownload(const Principal& caller,
+                                                                    const std::string& id,
+                                                                    const RequestOrigin& origin) {
+  if (!IsAttachmentId(id)) return core::Error::kNotFound;
+  Attachment info;
+  storage::Blob sealed_name;
+  auto written = db_.Write([&](Transaction& tx) -> Status {
+    auto row = tx.QueryOne(
+        "SELECT a.conversation_id, coalesce(a.message_id, ''), a.uploader_id, a.content_type, "
+        "a.size_bytes, a.name FROM attachments a JOIN conversation_members cm ON "
+        "cm.conversation_id = a.conversation_id AND cm.user_id = ? "
+        "WHERE a.id = ? AND a.org_id = ? AND a.destroyed_at IS NULL AND a.complete = 1",
+        {caller.user_id, id, caller.org_id});
+    if (!row) return row.error();
+    if (!*row) return core::Error::kNotFound;
+    const Row& r = **row;
+    info = {id, r.Text(0), r.Text(1), r.Text(3), r.Int(4)};
+    // Before it is sent, an upload is its uploader's alone.
+    if (info.message_id.empty() && r.Text(2) != caller.user_id) return core::Error::kNotFound;
+    if (!r.IsNull(5)) sealed_name = r.Bytes(5);
+    // Recorded before any byte is read for the caller.
     return audit::Record(tx,
-                         AuditFor(caller, origin, "attachment.uploaded", "attachment", a.id,
-                                  Details({{"conversation_id", conversation_id},
-                                           {"mime_type", a.content_type},
-                                           {"size", a.size}})),
-                         now);
+                         AuditFor(caller, origin, "attachment.downloaded", "attachment", id,
+                                  Details({{"conversation_id", info.conversation_id},
+                                           {"message_id", info.message_id}})),
+                         core::NowRfc3339());
   });
   if (!written) return written.error();
-  return a;
+  auto keys = keys_.ForOrg(caller.org_id);
+  if (!keys) return keys.error();
+  std::string name;
+  if (!sealed_name.empty()) {
+    auto opened = keys_.Open(NameContext(caller.org_id, id), sealed_name);
+    if (!opened) return opened.error();
+    name.assign(reinterpret_cast<const char*>(opened->data()), opened->size());
+    sodium_memzero(opened->data(), opened->size());
+  }
+  return std::unique_ptr<AttachmentDownload>(
+      new AttachmentDownload(*this, caller.org_id, std::move(info), std::move(name), *keys));
 }
 
 Result<AttachmentContent> Messaging::DownloadAttachment(const Principal& caller,
                                                         const std::string& id,
                                                         const RequestOrigin& origin) {
-  if (!IsAttachmentId(id)) return core::Error::kNotFound;
+  auto download = OpenDownload(caller, id, origin);
+  if (!download) return download.error();
   AttachmentContent out;
-  storage::Blob sealed_name;
-  storage::Blob sealed;
-  auto read = db_.Read([&](Transaction& tx) -> Status {
-    auto row = tx.QueryOne(
-        "SELECT a.conversation_id, coalesce(a.message_id, ''), a.uploader_id, a.content_type, "
-        "a.size_bytes, a.name FROM attachments a JOIN conversation_members cm ON "
-        "cm.conversation_id = a.conversation_id AND cm.user_id = ? "
-        "WHERE a.id = ? AND a.org_id = ? AND a.destroyed_at IS NULL",
-        {caller.user_id, id, caller.org_id});
-    if (!row) return row.error();
-    if (!*row) return core::Error::kNotFound;
-    const Row& r = **row;
-    out.info = {id, r.Text(0), r.Text(1), r.Text(3), r.Int(4)};
-    // Before it is sent, an upload is its uploader's alone.
-    if (out.info.message_id.empty() && r.Text(2) != caller.user_id) return core::Error::kNotFound;
-    if (!r.IsNull(5)) sealed_name = r.Bytes(5);
-    sealed.reserve(static_cast<std::size_t>(out.info.size) + 64 * 1024);
-    return tx.Query("SELECT data FROM attachment_chunks WHERE attachment_id = ? ORDER BY n", {id},
-                    [&](const Row& c) -> Status {
-                      const auto& data = c.Bytes(0);
-                      sealed.insert(sealed.end(), data.begin(), data.end());
-                      return Ok();
-                    });
-  });
-  if (!read) return read.error();
-
-  auto keys = keys_.ForOrg(caller.org_id);
-  if (!keys) return keys.error();
-  std::size_t offset = 0;
-  out.bytes.reserve(static_cast<std::size_t>(out.info.size));
-  auto opened = crypto::OpenStream(
-      (*keys)->data, ContentContext(caller.org_id, id),
-      BufferReader(std::string_view(reinterpret_cast<const char*>(sealed.data()), sealed.size()),
-                   &offset),
-      [&](std::span<const std::uint8_t> plain) {
-        out.bytes.append(reinterpret_cast<const char*>(plain.data()), plain.size());
-      });
-  if (!opened) {
-    sodium_memzero(out.bytes.data(), out.bytes.size());
-    return opened.error();
-  }
-  if (!sealed_name.empty()) {
-    auto name = keys_.Open(NameContext(caller.org_id, id), sealed_name);
-    if (!name) return name.error();
-    out.name.assign(reinterpret_cast<const char*>(name->data()), name->size());
-  }
-
-  auto written = db_.Write([&](Transaction& tx) -> Status {
-    return audit::Record(tx,
-                         AuditFor(caller, origin, "attachment.downloaded", "attachment", id,
-                                  Details({{"conversation_id", out.info.conversation_id},
-                                           {"message_id", out.info.message_id}})),
-                         core::NowRfc3339());
-  });
-  if (!written) {
-    sodium_memzero(out.bytes.data(), out.bytes.size());
-    return written.error();
+  out.info = (*download)->info();
+  out.name = (*download)->name();
+  for (;;) {
+    auto piece = (*download)->Next();
+    if (!piece) {
+      sodium_memzero(out.bytes.data(), out.bytes.size());
+      return piece.error();
+    }
+    if (piece->empty()) break;
+    out.bytes += *piece;
+    sodium_memzero(piece->data(), piece->size());
   }
   return out;
 }

@@ -73,8 +73,11 @@ Result<std::vector<Attachment>> AttachmentsOf(storage::Transaction& tx,
 // Destroys a message's attachments: their sealed bytes go, a row stays.
 Status DestroyAttachments(storage::Transaction& tx, const std::string& message_id,
                           const std::string& now);
-// Destroys uploads never sent, made before `cutoff`; returns how many.
+// Destroys uploads never sent, made before `cutoff`, and uploads never
+// finished (cut off by a crash), begun before `incomplete_cutoff`; returns
+// how many.
 Result<int> DestroyUnsentAttachments(storage::Transaction& tx, const std::string& cutoff,
+                                     const std::string& incomplete_cutoff,
                                      const std::string& now);
 
 }  // namespace cw::messaging::internal

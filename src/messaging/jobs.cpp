@@ -108,12 +108,15 @@ Result<JobCounts> Messaging::PurgeExpired(std::chrono::system_clock::time_point 
     }
     if (touched) ++counts.conversations;
   }
-  // Uploads never sent within a day.
+  // Uploads never sent within a day, and uploads never finished within an
+  // hour (an upload in progress sends a piece at least every
+  // limits.body_timeout_ms, so a 25 MiB one takes minutes at most).
   const std::string unsent_cutoff = core::FormatRfc3339(now - std::chrono::hours(24));
+  const std::string incomplete_cutoff = core::FormatRfc3339(now - std::chrono::hours(1));
   for (;;) {
     int destroyed = 0;
     auto written = WriteAndPublish([&](Transaction& tx, std::vector<LiveEvent>&) -> Status {
-      auto n = DestroyUnsentAttachments(tx, unsent_cutoff, stamp);
+      auto n = DestroyUnsentAttachments(tx, unsent_cutoff, incomplete_cutoff, stamp);
       if (!n) return n.error();
       destroyed = *n;
       return Ok();

@@ -744,7 +744,7 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
           auto attached = tx.Execute(
               "UPDATE attachments SET message_id = ? WHERE id = ? AND org_id = ? AND "
               "conversation_id = ? AND uploader_id = ? AND message_id IS NULL AND "
-              "destroyed_at IS NULL",
+              "destroyed_at IS NULL AND complete = 1",
               {msg.id, attachment, who.org_id, msg.conversation_id, who.user_id});
           if (!attached) return attached.error();
           if (*attached != 1) {

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -30,6 +31,7 @@
 
 #include "core/result.hpp"
 #include "core/safe_text.hpp"
+#include "crypto/sealed_stream.hpp"
 #include "identity/principal.hpp"
 #include "identity/sessions.hpp"
 #include "keys/key_store.hpp"
@@ -125,6 +127,82 @@ struct AttachmentContent {
   std::string bytes;
 };
 
+class Messaging;
+
+// An attachment being uploaded, stored chunk by chunk as its bytes arrive
+// (Messaging::BeginUpload), so memory stays flat whatever its size. It is
+// seen by no one until Finish; destroyed unfinished, what it stored is
+// removed. Each call may wait on storage: call it from a worker, never an
+// I/O thread. One thread at a time.
+class AttachmentUpload {
+ public:
+  ~AttachmentUpload();
+  AttachmentUpload(const AttachmentUpload&) = delete;
+  AttachmentUpload& operator=(const AttachmentUpload&) = delete;
+
+  // Seals and stores the next bytes. The first ones name the type, sniffed
+  // against the allow-list; kInvalidArgument (with `problem`) for a type not
+  // allowed, or for a plain-text file with a NUL byte anywhere in it.
+  Status Append(std::string_view bytes, std::string* problem);
+  // Stores the rest and hands the upload to its uploader to send, audited.
+  // kInvalidArgument for an empty file; kNotFound when the uploader left the
+  // conversation meanwhile.
+  Result<Attachment> Finish(std::string* problem);
+
+ private:
+  friend class Messaging;
+  AttachmentUpload(Messaging& messaging, Principal caller, RequestOrigin origin,
+                   std::string conversation_id, storage::Value sealed_name,
+                   std::shared_ptr<const keys::OrgKeys> keys);
+  Status WriteRows(bool last);
+  void Abandon();
+
+  Messaging& messaging_;
+  const Principal caller_;
+  const RequestOrigin origin_;
+  Attachment info_;
+  storage::Value sealed_name_;
+  std::shared_ptr<const keys::OrgKeys> keys_;
+  std::unique_ptr<crypto::StreamSealer> sealer_;
+  // Sealed bytes not yet stored: full rows are written as they fill.
+  std::vector<storage::Blob> rows_;
+  std::int64_t rows_written_ = 0;
+  bool row_inserted_ = false;  // the incomplete attachments row exists
+  bool finished_ = false;
+  bool failed_ = false;
+};
+
+// An attachment being downloaded (Messaging::OpenDownload): what it is and
+// its name, then its bytes piece by piece, opened one stored chunk at a
+// time. Each call may wait on storage. One thread at a time.
+class AttachmentDownload {
+ public:
+  ~AttachmentDownload();
+  AttachmentDownload(const AttachmentDownload&) = delete;
+  AttachmentDownload& operator=(const AttachmentDownload&) = delete;
+
+  const Attachment& info() const { return info_; }
+  const std::string& name() const { return name_; }
+  // The next bytes (up to a stored chunk's worth); empty at the end. An error
+  // when the content does not open, or was destroyed (recalled, expired)
+  // while it was being read.
+  Result<std::string> Next();
+
+ private:
+  friend class Messaging;
+  AttachmentDownload(Messaging& messaging, std::string org_id, Attachment info, std::string name,
+                     std::shared_ptr<const keys::OrgKeys> keys);
+
+  Messaging& messaging_;
+  const std::string org_id_;
+  Attachment info_;
+  std::string name_;
+  std::shared_ptr<const keys::OrgKeys> keys_;
+  std::unique_ptr<crypto::StreamOpener> opener_;
+  std::int64_t next_row_ = 0;
+  bool done_ = false;
+};
+
 // A change to a conversation; absent fields stay.
 struct ConversationChange {
   std::optional<std::string> title;
@@ -211,15 +289,25 @@ class Messaging {
                const std::string& to_conversation, const std::string& client_txn_id,
                const RequestOrigin& origin, SendDone done);
 
-  // Attachments. An upload is checked (type sniffed from the bytes against
-  // the allow-list), sealed in chunks and stored for the uploader, who then
-  // sends it with a message of the same conversation; one never sent is
-  // destroyed after a day. `problem` names what is wrong with a refused one.
+  // Attachments. An upload is checked (type sniffed from its first bytes
+  // against the allow-list), sealed in chunks and stored as it arrives, for
+  // the uploader, who then sends it with a message of the same conversation;
+  // one never sent is destroyed after a day. BeginUpload checks the name and
+  // the caller's membership and stores nothing yet.
+  Result<std::unique_ptr<AttachmentUpload>> BeginUpload(const Principal& caller,
+                                                        const std::string& conversation_id,
+                                                        const std::string& name,
+                                                        const RequestOrigin& origin,
+                                                        std::string* problem);
+  // For members of its conversation (before it is sent, its uploader only);
+  // the download is audited before this returns, so before any byte goes.
+  Result<std::unique_ptr<AttachmentDownload>> OpenDownload(const Principal& caller,
+                                                           const std::string& id,
+                                                           const RequestOrigin& origin);
+  // The same two for a value held whole (tests, tools).
   Result<Attachment> UploadAttachment(const Principal& caller, const std::string& conversation_id,
                                       const std::string& name, std::string bytes,
                                       const RequestOrigin& origin, std::string* problem);
-  // For members of its conversation (before it is sent, its uploader only);
-  // audited before it is answered.
   Result<AttachmentContent> DownloadAttachment(const Principal& caller, const std::string& id,
                                                const RequestOrigin& origin);
 
@@ -266,6 +354,9 @@ class Messaging {
   void NoteDelivered(Delivery delivery);
 
  private:
+  friend class AttachmentUpload;
+  friend class AttachmentDownload;
+
   Status WriteAndPublish(const std::function<Status(storage::Transaction&,
                                                     std::vector<LiveEvent>&)>& work);
   Status FlushDeliveries(storage::Transaction& tx, std::vector<LiveEvent>& out);

@@ -46,12 +46,11 @@ struct ServerState {
   metrics::Registry& metrics;
 
   std::atomic<bool> draining{false};
-  // Requests whose bodies are larger than limits.max_body_bytes (attachment
-  // uploads) being read or handled now. Bodies are read before the caller is
-  // authenticated, so their number is capped: at most kMaxLargeBodies of them
-  // hold memory at once, and others are refused with 503.
-  static constexpr int kMaxLargeBodies = 8;
-  std::atomic<int> large_bodies{0};
+  // Requests to streamed routes (uploads) whose bodies are being read by
+  // their handlers. Each holds about two pieces (2 MiB) while it is read, so
+  // their number is capped: beyond kMaxStreamedBodies, 503.
+  static constexpr int kMaxStreamedBodies = 32;
+  std::atomic<int> streamed_bodies{0};
 
   metrics::Counter& connections_rejected;
   metrics::Counter& connections_timed_out;

@@ -1,5 +1,6 @@
 #include "transport/http_server.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
 #include <algorithm>
@@ -14,10 +15,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <iostream>
@@ -220,21 +223,19 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       }
       SetTimeout(state_->limits.header_timeout_ms);
 
-      // Gives a large-body slot back when this request is done.
-      struct LargeSlot {
+      // Gives a streamed-body slot back when this request is done.
+      struct StreamSlot {
         std::atomic<int>& count;
-        explicit LargeSlot(std::atomic<int>& c) : count(c) {}
-        ~LargeSlot() { count.fetch_sub(1); }
+        explicit StreamSlot(std::atomic<int>& c) : count(c) {}
+        ~StreamSlot() { count.fetch_sub(1); }
       };
-      std::optional<LargeSlot> large_slot;
+      std::optional<StreamSlot> stream_slot;
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(state_->limits.max_header_bytes));
-      // The header is read under the largest limit any route allows (Beast
-      // checks Content-Length against it as the header is parsed); once the
-      // route is known, the body is held to that route's own limit.
-      const std::int64_t server_limit = state_->limits.max_body_bytes;
-      parser.body_limit(static_cast<std::uint64_t>(
-          std::max(server_limit, state_->router.largest_body_limit())));
+      // Beast would check a Content-Length against the body limit while the
+      // header is parsed, before the route (and so its limit) is known; the
+      // length is checked below instead, before any of the body is read.
+      parser.body_limit(boost::none);
       auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, Awaitable());
       if (hec) {
         if (closed_ || IsTransportClosed(hec)) co_return;
@@ -242,11 +243,11 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
         co_return;
       }
       ConvertHeader(parser.get(), req);
+      const auto match = state_->router.Find(req.method, req.path);
 
       if (beast::websocket::is_upgrade(parser.get())) {
-        auto match = state_->router.Find(req.method, req.path);
         if (match.route != nullptr && match.route->websocket && parser.is_done()) {
-          req.params = std::move(match.params);
+          req.params = match.params;
           phase_ = Phase::kUpgraded;
           deadline_ = kNoDeadline;
           timer_.cancel();
@@ -258,33 +259,35 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
         }
       }
 
-      if (!parser.is_done()) {
-        // A route may take larger bodies (attachments); every other body is
-        // held to the server's limit. Checked on the Content-Length, before
-        // any of the body is read.
-        std::int64_t limit = server_limit;
-        if (auto match = state_->router.Find(req.method, req.path);
-            match.route != nullptr && match.route->max_body_bytes > 0) {
-          limit = match.route->max_body_bytes;
-        }
-        const auto length = parser.content_length();
-        if (length && *length > static_cast<std::uint64_t>(limit)) {
-          co_await RejectAndClose(req, api::ApiError::kPayloadTooLarge,
-                                  "request body is larger than the limit");
+      // A streamed route (uploads) has a limit of its own; every other body is
+      // held to the server's. Checked on the Content-Length, before any of the
+      // body is read.
+      const bool streamed = match.route != nullptr && match.route->streamed;
+      const std::int64_t limit =
+          streamed ? match.route->max_body_bytes : state_->limits.max_body_bytes;
+      const auto length = parser.content_length();
+      if (length && *length > static_cast<std::uint64_t>(limit)) {
+        co_await RejectAndClose(req, api::ApiError::kPayloadTooLarge,
+                                "request body is larger than the limit");
+        co_return;
+      }
+      parser.body_limit(static_cast<std::uint64_t>(limit));
+      bool client_keep_alive = parser.get().keep_alive();
+      if (streamed) {
+        // The handler reads the body itself, once the router has
+        // authenticated the caller; at most kMaxStreamedBodies at once.
+        if (state_->streamed_bodies.fetch_add(1) >= ServerState::kMaxStreamedBodies) {
+          state_->streamed_bodies.fetch_sub(1);
+          co_await RejectAndClose(req, api::ApiError::kUnavailable,
+                                  "too many uploads at once; try again shortly");
           co_return;
         }
-        parser.body_limit(static_cast<std::uint64_t>(limit));
-        // A body that may exceed the server's limit takes one of the few
-        // large-body slots until its answer is written.
-        if (limit > server_limit && (!length || *length > static_cast<std::uint64_t>(server_limit))) {
-          if (state_->large_bodies.fetch_add(1) >= ServerState::kMaxLargeBodies) {
-            state_->large_bodies.fetch_sub(1);
-            co_await RejectAndClose(req, api::ApiError::kUnavailable,
-                                    "too many large uploads at once; try again shortly");
-            co_return;
-          }
-          large_slot.emplace(state_->large_bodies);
-        }
+        stream_slot.emplace(state_->streamed_bodies);
+        expect_continue_ = beast::iequals(parser.get()[http::field::expect], "100-continue");
+        body_parser_.emplace(std::move(parser));
+        body_stream_ = std::make_shared<StreamedBody>(weak_from_this());
+        req.body_stream = body_stream_;
+      } else if (!parser.is_done()) {
         SetTimeout(state_->limits.body_timeout_ms);
         if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
           http::response<http::empty_body> cont{http::status::continue_, 11};
@@ -298,21 +301,108 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
           co_return;
         }
       }
-      const bool client_keep_alive = parser.get().keep_alive();
-      req.body = std::move(parser.get().body());
+      if (!streamed) req.body = std::move(parser.get().body());
 
       phase_ = Phase::kHandling;
       deadline_ = kNoDeadline;
       const api::Route* route = nullptr;
       api::Response res = co_await Dispatch(req, &route);
 
-      const bool keep_alive = client_keep_alive && !res.close && !state_->draining;
+      // A streamed body the handler did not read to its end (it refused the
+      // request early) leaves the connection mid-request: answer, then close.
+      bool body_left = false;
+      bool read_pending = false;
+      if (body_stream_) {
+        body_stream_->closed = true;
+        body_left = !body_parser_->is_done();
+        read_pending = piece_done_ != nullptr;
+        body_stream_.reset();
+      }
+      const bool keep_alive =
+          client_keep_alive && !body_left && !res.close && !state_->draining;
       phase_ = Phase::kWriting;
       SetTimeout(state_->limits.write_timeout_ms);
       const bool written = co_await WriteResponse(req, res, keep_alive);
-      LogRequest(req, route, res.status, res.body.size());
+      LogRequest(req, route, res.status,
+                 res.body_source ? static_cast<std::size_t>(res.content_length) : res.body.size());
+      body_parser_.reset();
+      if (written && body_left && !read_pending) co_await Linger();
       if (!written || !keep_alive) co_return;
     }
+  }
+
+  // A streamed request body, read by the handler piece by piece on this
+  // session's strand.
+  struct StreamedBody : api::BodyStream {
+    explicit StreamedBody(std::weak_ptr<HttpSession> s) : session(std::move(s)) {}
+    void Read(std::size_t size, std::function<void(api::BodyPiece)> done) override {
+      auto self = session.lock();
+      if (!self) return done({});
+      net::post(self->stream_.get_executor(), [self, size, done = std::move(done)]() mutable {
+        self->StartPiece(size, std::move(done));
+      });
+    }
+    std::weak_ptr<HttpSession> session;
+    bool closed = false;  // set once the handler has answered; on the strand
+  };
+
+  // REQUIRES: on the strand.
+  void StartPiece(std::size_t size, std::function<void(api::BodyPiece)> done) {
+    if (!body_stream_ || body_stream_->closed || piece_done_ || closed_) return done({});
+    piece_done_ = std::move(done);
+    piece_.bytes.resize(size);
+    piece_got_ = 0;
+    // Each piece must arrive within the body timeout: a slow link may take
+    // longer over a whole attachment, a stalled one cannot hold the slot.
+    SetTimeout(state_->limits.body_timeout_ms);
+    if (expect_continue_) {
+      expect_continue_ = false;
+      continue_.emplace(http::status::continue_, 11);
+      http::async_write(stream_, *continue_,
+                        [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                          if (ec) return self->EndPiece(api::BodyPiece::State::kBroken);
+                          self->ContinuePiece();
+                        });
+      return;
+    }
+    ContinuePiece();
+  }
+
+  void ContinuePiece() {
+    if (closed_) return EndPiece(api::BodyPiece::State::kBroken);
+    const std::size_t size = piece_.bytes.size();
+    if (body_parser_->is_done() || piece_got_ == size) {
+      return EndPiece(body_parser_->is_done() ? api::BodyPiece::State::kEnd
+                                              : api::BodyPiece::State::kMore);
+    }
+    auto& body = body_parser_->get().body();
+    body.data = piece_.bytes.data() + piece_got_;
+    body.size = size - piece_got_;
+    body.more = true;
+    http::async_read_some(
+        stream_, buffer_, *body_parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) {
+          auto& b = self->body_parser_->get().body();
+          self->piece_got_ = self->piece_.bytes.size() - b.size;
+          if (ec == http::error::need_buffer) ec = {};
+          if (ec == http::error::body_limit) return self->EndPiece(api::BodyPiece::State::kTooLarge);
+          if (ec) return self->EndPiece(api::BodyPiece::State::kBroken);
+          self->ContinuePiece();
+        });
+  }
+
+  void EndPiece(api::BodyPiece::State state) {
+    deadline_ = kNoDeadline;  // the handler's own time does not count
+    piece_.state = state;
+    piece_.bytes.resize(state == api::BodyPiece::State::kMore ||
+                                state == api::BodyPiece::State::kEnd
+                            ? piece_got_
+                            : 0);
+    auto done = std::move(piece_done_);
+    piece_done_ = nullptr;
+    api::BodyPiece out = std::move(piece_);
+    piece_ = {};
+    done(std::move(out));
   }
 
   // Hands the request to the router and waits for its reply, which may come
@@ -347,8 +437,64 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
         net::use_awaitable);
   }
 
+  // Waits for the next piece of a streamed response body.
+  net::awaitable<Result<std::string>> NextPiece(api::BodySource& source) {
+    co_return co_await net::async_initiate<decltype(net::use_awaitable),
+                                           void(Result<std::string>)>(
+        [&](auto handler) {
+          auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+          source.Next([shared](Result<std::string> piece) {
+            auto ex = net::get_associated_executor(*shared);
+            net::post(ex, [shared, piece = std::move(piece)]() mutable {
+              (*shared)(std::move(piece));
+            });
+          });
+        },
+        net::use_awaitable);
+  }
+
+  // Writes a response whose body comes from a BodySource, piece by piece.
+  // False when the source failed or gave other than content_length bytes:
+  // the status is sent by then, so the connection is closed, cutting the
+  // body short where the client can tell.
+  net::awaitable<bool> WriteStreamed(http::response<http::buffer_body>& msg, api::Response& res) {
+    msg.content_length(static_cast<std::uint64_t>(res.content_length));
+    msg.body().data = nullptr;
+    msg.body().more = true;
+    http::response_serializer<http::buffer_body> serializer(msg);
+    auto [hec, hn] = co_await http::async_write_header(stream_, serializer, Awaitable());
+    if (hec) co_return false;
+    std::int64_t sent = 0;
+    for (;;) {
+      Result<std::string> piece = co_await NextPiece(*res.body_source);
+      if (!piece) co_return false;
+      if (piece->empty()) break;
+      sent += static_cast<std::int64_t>(piece->size());
+      if (sent > res.content_length) co_return false;
+      msg.body().data = piece->data();
+      msg.body().size = piece->size();
+      SetTimeout(state_->limits.write_timeout_ms);
+      auto [ec, n] = co_await http::async_write(stream_, serializer, Awaitable());
+      OPENSSL_cleanse(piece->data(), piece->size());
+      if (ec && ec != http::error::need_buffer) co_return false;
+    }
+    if (sent != res.content_length) co_return false;
+    msg.body().data = nullptr;
+    msg.body().size = 0;
+    msg.body().more = false;
+    auto [ec, n] = co_await http::async_write(stream_, serializer, Awaitable());
+    co_return !ec;
+  }
+
   net::awaitable<bool> WriteResponse(const api::Request& req, api::Response& res, bool keep_alive) {
     api::AddStandardHeaders(res, req.request_id);
+    if (res.body_source) {
+      http::response<http::buffer_body> msg{static_cast<http::status>(res.status), 11};
+      if (!res.content_type.empty()) msg.set(http::field::content_type, res.content_type);
+      for (const auto& [name, value] : res.headers) msg.set(name, value);
+      msg.keep_alive(keep_alive);
+      co_return co_await WriteStreamed(msg, res);
+    }
     http::response<http::string_body> msg{static_cast<http::status>(res.status), 11};
     if (!res.content_type.empty()) msg.set(http::field::content_type, res.content_type);
     for (const auto& [name, value] : res.headers) msg.set(name, value);
@@ -368,7 +514,12 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
     SetTimeout(state_->limits.write_timeout_ms);
     const bool written = co_await WriteResponse(req, res, false);
     LogRequest(req, nullptr, res.status, res.body.size());
-    if (!written) co_return;
+    if (written) co_await Linger();
+  }
+
+  // Reads and drops what the client still sends, for a moment, before the
+  // connection closes (so the client reads the answer, not a reset).
+  net::awaitable<void> Linger() {
     phase_ = Phase::kClosing;
     const auto linger_end = Clock::now() + kLingerTime;
     std::size_t drained = 0;
@@ -421,6 +572,14 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
   bool closed_ = false;
   ServerState::Handle handle_;
   std::weak_ptr<Drainable> websocket_;
+  // A streamed request body being read by its handler.
+  std::optional<http::request_parser<http::buffer_body>> body_parser_;
+  std::shared_ptr<StreamedBody> body_stream_;
+  bool expect_continue_ = false;
+  std::optional<http::response<http::empty_body>> continue_;
+  api::BodyPiece piece_;
+  std::size_t piece_got_ = 0;
+  std::function<void(api::BodyPiece)> piece_done_;
 };
 
 }  // namespace

@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
@@ -139,7 +141,12 @@ class MessagingFilesTest : public ::testing::Test {
       std::map<std::string, std::string>{{"CAREWIRE_MESSAGING_PUSH_SINK_FILE", push_file_.string()},
                                          {"CAREWIRE_MESSAGING_JOBS_INTERVAL_MS", "200"},
                                          {"CAREWIRE_MESSAGING_URGENT_REMIND_AFTER_MS", "1000"},
-                                         {"CAREWIRE_MESSAGING_URGENT_ESCALATE_AFTER_MS", "2000"}}};
+                                         {"CAREWIRE_MESSAGING_URGENT_ESCALATE_AFTER_MS", "2000"},
+                                         // Buffers of 128 KiB and more are mapped and given
+                                         // back as they are freed, so the server's resident
+                                         // memory follows what it holds, not what glibc's
+                                         // arenas kept from earlier requests.
+                                         {"MALLOC_MMAP_THRESHOLD_", "131072"}}};
   TestAccount owner_, ann_, ben_;
 };
 
@@ -194,6 +201,164 @@ TEST_F(MessagingFilesTest, AttachmentsAreSniffedSealedAndServedOnlyToMembersAsDo
   Sql db(data() / "carewire.db", false);
   EXPECT_EQ(db.Count("attachment_chunks"), 0);
   EXPECT_EQ(db.Count("audit_events WHERE action = 'attachment.downloaded'"), 1);
+}
+
+// Lines of clinical-looking text, `size` bytes long, naming `canary`.
+std::string NotesText(const std::string& canary, std::size_t size) {
+  std::string text;
+  text.reserve(size + 128);
+  for (int line = 0; text.size() < size; ++line) {
+    text += "Line " + std::to_string(line) + ": wound review for " + canary + "; dressing changed.\n";
+  }
+  text.resize(size);
+  return text;
+}
+
+// The server's anonymous memory (heap and stacks, not mapped files), in bytes.
+std::int64_t RssAnon(pid_t pid) {
+  std::istringstream status(ReadFile("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("RssAnon:", 0) == 0) return std::stoll(line.substr(8)) * 1024;
+  }
+  return -1;
+}
+
+std::string UploadHeader(const std::string& conversation, const std::string& token,
+                         const std::string& framing) {
+  return "POST /api/v1/conversations/" + conversation +
+         "/attachments HTTP/1.1\r\nHost: carewire\r\nAuthorization: Bearer " + token +
+         "\r\nX-Attachment-Name: notes.txt\r\nContent-Type: application/octet-stream\r\n" +
+         framing + "\r\n";
+}
+
+// An upload is sealed and stored as its bytes arrive; one cut off midway
+// leaves nothing behind but the audit event that says so.
+TEST_F(MessagingFilesTest, UploadsAreStoredAsTheyArriveAndOneCutOffLeavesNothing) {
+  const std::string c = Group("Wound care");
+  const std::string canary = "canary-stream-7c21 Rosa Ramirez";
+  const std::string text = NotesText(canary, 6 << 20);
+  Sql db(data() / "carewire.db", false);
+  {
+    HttpsConnection conn(port());
+    conn.WriteRaw(UploadHeader(c, ann_.token,
+                               "Content-Length: " + std::to_string(text.size()) + "\r\n"));
+    conn.WriteRaw(text.substr(0, 3 << 20));
+    // Half the body is in: its first rows are stored, sealed, under an
+    // attachment no one can see yet.
+    EXPECT_TRUE(Eventually([&] {
+      return db.Count("attachments WHERE complete = 0") == 1 && db.Count("attachment_chunks") >= 2;
+    }));
+    EXPECT_EQ(db.Count("attachments WHERE complete = 1"), 0);
+    EXPECT_EQ(FilesContaining(data(), canary), std::vector<std::string>{});
+  }  // the client goes away with half its file sent
+  EXPECT_TRUE(Eventually([&] {
+    return db.Count("attachments") == 0 && db.Count("attachment_chunks") == 0;
+  })) << db.Count("attachments") << " attachments left";
+  EXPECT_TRUE(Eventually(
+      [&] { return db.Count("audit_events WHERE action = 'attachment.upload_abandoned'") == 1; }));
+  EXPECT_EQ(db.Count("audit_events WHERE action = 'attachment.uploaded'"), 0);
+
+  // A chunked body that runs past the limit is cut off at the limit.
+  {
+    HttpsConnection conn(port(), {}, 30s);
+    conn.WriteRaw(UploadHeader(c, ann_.token, "Transfer-Encoding: chunked\r\n"));
+    const std::string piece = NotesText(canary, 1 << 20);
+    char size_line[32];
+    std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
+    for (int i = 0; i < 26; ++i) conn.WriteRaw(size_line + piece + "\r\n");
+    conn.WriteRaw("0\r\n\r\n");
+    const auto r = conn.ReadResponse();
+    EXPECT_TRUE(IsError(r, 413, "payload_too_large"));
+  }
+  // A text file that turns binary after its first megabyte is refused.
+  std::string disguised = NotesText(canary, 3 << 20);
+  disguised[(2 << 20) + 17] = '\0';
+  EXPECT_EQ(Upload(ann_, c, disguised, "notes.txt").status, 415);
+  EXPECT_TRUE(Eventually([&] {
+    return db.Count("attachments") == 0 && db.Count("attachment_chunks") == 0;
+  }));
+}
+
+// The caller is authenticated and checked before any of the body is read:
+// a client that asks first (Expect: 100-continue) is refused without being
+// told to send it.
+TEST_F(MessagingFilesTest, UploadsAreAuthorizedBeforeTheirBodyIsRead) {
+  const std::string c = Group("Ward 9");
+  const auto direct = Call("POST", "/api/v1/conversations", owner_,
+                           json::serialize(json::object{{"kind", "direct"},
+                                                        {"members", {ann_.user_id}}}));
+  ASSERT_EQ(direct.status, 201) << direct.body;
+  const std::string others = Field(Parse(direct.body), "id");
+  const std::string ask = "Expect: 100-continue\r\nContent-Length: 20000000\r\n";
+  struct Case {
+    std::string conversation, token;
+    int status;
+  };
+  for (const Case& k : {Case{c, "", 401}, Case{c, "not-a-token", 401},
+                        Case{others, ben_.token, 404}, Case{"cnv_0", ann_.token, 404}}) {
+    HttpsConnection conn(port());
+    conn.WriteRaw(UploadHeader(k.conversation, k.token, ask));
+    const auto r = conn.ReadResponse();
+    EXPECT_EQ(r.status, k.status) << k.conversation << " " << r.body;
+    EXPECT_FALSE(r.keep_alive);
+  }
+  HttpsConnection conn(port());
+  const std::string text = "Vitals at 14:00 stable.\n";
+  conn.WriteRaw(
+      UploadHeader(c, ann_.token,
+                   "Expect: 100-continue\r\nContent-Length: " + std::to_string(text.size()) +
+                       "\r\n"));
+  EXPECT_EQ(conn.ReadResponse().status, 100);
+  conn.WriteRaw(text);
+  const auto r = conn.ReadResponse();
+  EXPECT_EQ(r.status, 201) << r.body;
+}
+
+// A 24 MiB file goes up and comes down without the server holding it:
+// memory grows by a few pieces, not by the file. A stored chunk that was
+// tampered with cuts the download short instead of serving altered bytes.
+TEST_F(MessagingFilesTest, LargeAttachmentsStreamThroughFlatServerMemory) {
+  const std::string c = Group("Radiology");
+  const std::string text = NotesText("canary-large-90aa Ivo Novak", 24 << 20);
+  const pid_t server = deployment_.server().pid();
+  const std::int64_t before = RssAnon(server);
+  ASSERT_GT(before, 0);
+  std::atomic<bool> sampling{true};
+  std::atomic<std::int64_t> peak{before};
+  std::thread sampler([&] {
+    while (sampling) {
+      peak = std::max(peak.load(), RssAnon(server));
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  const auto up = Upload(ann_, c, text, "scan%20notes.txt");
+  std::string id;
+  if (up.status == 201) id = Field(Parse(up.body), "id");
+  HttpResponse got;
+  if (!id.empty()) got = Call("GET", "/api/v1/attachments/" + id, ann_);
+  sampling = false;
+  sampler.join();
+  ASSERT_EQ(up.status, 201) << up.body;
+  EXPECT_EQ(Parse(up.body).at("size").as_int64(), 24 << 20);
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(got.Header("content-length"), std::to_string(24 << 20));
+  EXPECT_TRUE(got.body == text) << got.body.size() << " bytes came back";
+  RecordProperty("server_memory_growth_bytes", std::to_string(peak - before));
+  // Held whole, the file and its sealed copy alone would be 48 MiB.
+  EXPECT_LT(peak - before, 16 << 20) << "server memory grew by " << (peak - before) << " bytes";
+
+  {
+    Sql db(data() / "carewire.db", true);
+    db.Column(
+        "UPDATE attachment_chunks SET data = CAST(substr(data, 1, 1000) || "
+        "X'00112233445566778899AABBCCDDEEFF' || substr(data, 1017) AS BLOB) "
+        "WHERE attachment_id = ? AND n = 3",
+        {id});
+  }
+  HttpsConnection conn(port(), {}, 10s);
+  EXPECT_ANY_THROW(conn.Send("GET", "/api/v1/attachments/" + id, "", BearerHeader(ann_.token)));
+  // The server goes on.
+  EXPECT_EQ(Call("GET", "/api/v1/conversations/" + c, ann_).status, 200);
 }
 
 TEST_F(MessagingFilesTest, PushPayloadsCarryNoPhiAndUnreadUrgentMessagesEscalate) {

@@ -413,6 +413,14 @@ constexpr Migration kMigrations[] = {
       ) STRICT;
       CREATE INDEX conversation_events_by_org ON conversation_events (org_id, id);
     )sql"},
+    {6, "streamed attachment uploads", R"sql(
+      -- An upload is stored chunk by chunk as its bytes arrive; until its
+      -- last chunk is written it is incomplete (0), seen by no one and
+      -- carried by no message. Uploads cut off by a crash are swept by the
+      -- messaging jobs. Every attachment stored before was complete.
+      ALTER TABLE attachments ADD COLUMN complete INTEGER NOT NULL DEFAULT 1
+        CHECK (complete IN (0, 1));
+    )sql"},
 };
 
 constexpr bool VersionsAreContiguous() {
