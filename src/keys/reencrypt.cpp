@@ -8,6 +8,7 @@
 #include "audit/audit_log.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
+#include "crypto/sealed_stream.hpp"
 
 namespace cw::keys {
 namespace {
@@ -23,6 +24,18 @@ constexpr SealedColumn kSealedColumns[] = {
     {"attachments", "name"},
 };
 
+// After the columns, the content of attachments: one chunked sealed stream
+// (crypto/sealed_stream.hpp) per attachment, split across the `data` of its
+// attachment_chunks rows by `n`, sealed for (org, "attachments", "content",
+// id). This is the cursor_table of that last stage.
+constexpr std::string_view kStreamStage = "attachment_chunks";
+// Sealed bytes re-sealed per batch at most (always at least one attachment).
+constexpr std::size_t kStreamBatchBytes = 8 << 20;
+constexpr std::int64_t kStreamBatchRows = 64;
+// A stream's format byte, key version and secretstream header: new with every
+// sealing, so it tells whether a stream is still the one that was read.
+constexpr std::size_t kStreamHeadBytes = 29;
+
 struct Pending {
   std::string org_id;
   std::uint32_t version = 0;
@@ -37,11 +50,50 @@ struct Update {
 };
 
 std::optional<std::size_t> TableIndex(std::string_view table) {
+  if (table == kStreamStage) return std::size(kSealedColumns);
   for (std::size_t i = 0; i < std::size(kSealedColumns); ++i) {
     if (kSealedColumns[i].table == table) return i;
   }
   return std::nullopt;
 }
+
+
+audit::Event JobEvent(const std::string& org_id, std::string action, std::string target_type,
+                      std::string target_id) {
+  audit::Event event;
+  event.org_id = org_id;
+  event.actor_id = "reencryption-job";
+  event.action = std::move(action);
+  event.target_type = std::move(target_type);
+  event.target_id = std::move(target_id);
+  return event;
+}
+
+Status FinishRotation(storage::Transaction& tx, const Pending& pending, const std::string& now) {
+  // Older pending rotations of the organization are covered by this pass.
+  auto finished = tx.Execute(
+      "UPDATE key_rotations SET finished_at = ? "
+      "WHERE org_id = ? AND version <= ? AND finished_at IS NULL",
+      {now, pending.org_id, static_cast<std::int64_t>(pending.version)});
+  if (!finished) return finished.error();
+  return audit::Record(tx,
+                       JobEvent(pending.org_id, "keys.rotation_finished", "data_key",
+                                std::to_string(pending.version)),
+                       now);
+}
+
+// An attachment's stream, opened and sealed again under the target key, in
+// rows of the same sizes as before (the sealed length depends on the
+// plaintext's alone).
+struct Resealed {
+  std::string id;
+  Blob old_head;  // the old stream's header: the compare-and-set
+  std::vector<Blob> rows;
+};
+
+// The last stage: attachments' content streams, a batch of whole streams.
+Result<bool> StepStreams(storage::Database& db, const Pending& pending,
+                         const crypto::KeyRing& ring, const crypto::DataKey& target);
 
 }  // namespace
 
@@ -121,6 +173,9 @@ Result<bool> Reencryptor::Step() {
   const crypto::DataKey* target = (*keys)->data.Find(pending->version);
   if (target == nullptr) return Fail(crypto::Error::kUnknownKeyVersion);
 
+  if (pending->table_index == std::size(kSealedColumns)) {
+    return StepStreams(db_, *pending, (*keys)->data, *target);
+  }
   const SealedColumn& column = kSealedColumns[pending->table_index];
   const std::string select = "SELECT id, " + std::string(column.column) + " FROM " +
                              std::string(column.table) +
@@ -175,8 +230,8 @@ Result<bool> Reencryptor::Step() {
     const bool whole_batch = resealed == static_cast<std::int64_t>(updates.size());
     std::string next_table(column.table);
     std::string next_id = whole_batch ? last_id : pending->cursor_id;
-    if (whole_batch && table_done && !last_table) {
-      next_table = kSealedColumns[pending->table_index + 1].table;
+    if (whole_batch && table_done) {
+      next_table = last_table ? kStreamStage : kSealedColumns[pending->table_index + 1].table;
       next_id.clear();
     }
     auto progress = tx.Execute(
@@ -206,25 +261,136 @@ Result<bool> Reencryptor::Step() {
                       ",\"rows\":" + std::to_string(resealed) + "}";
       if (auto appended = audit::Record(tx, event, now); !appended) return appended.error();
     }
-    if (whole_batch && table_done && last_table) {
-      // Older pending rotations of the organization are covered by this pass.
-      auto finished = tx.Execute(
-          "UPDATE key_rotations SET finished_at = ? "
-          "WHERE org_id = ? AND version <= ? AND finished_at IS NULL",
-          {now, pending->org_id, static_cast<std::int64_t>(pending->version)});
-      if (!finished) return finished.error();
-      audit::Event event;
-      event.org_id = pending->org_id;
-      event.actor_id = "reencryption-job";
-      event.action = "keys.rotation_finished";
-      event.target_type = "data_key";
-      event.target_id = std::to_string(pending->version);
-      if (auto appended = audit::Record(tx, event, now); !appended) return appended.error();
-    }
     return Ok();
   });
   if (!written) return Fail(written.error());
   return true;
 }
+
+namespace {
+
+Result<bool> StepStreams(storage::Database& db, const Pending& pending,
+                         const crypto::KeyRing& ring, const crypto::DataKey& target) {
+  // The next attachments after the cursor, each with the key version its
+  // stream starts with.
+  std::vector<std::pair<std::string, std::uint32_t>> candidates;
+  auto listed = db.Read([&](storage::Transaction& tx) -> Status {
+    return tx.Query(
+        "SELECT a.id, c.data FROM attachments a JOIN attachment_chunks c "
+        "ON c.attachment_id = a.id AND c.n = 0 WHERE a.org_id = ? AND a.id > ? AND "
+        "a.complete = 1 AND a.destroyed_at IS NULL ORDER BY a.id LIMIT ?",
+        {pending.org_id, pending.cursor_id, kStreamBatchRows}, [&](const Row& row) -> Status {
+          candidates.emplace_back(row.Text(0), crypto::StreamKeyVersion(row.Bytes(1)));
+          return Ok();
+        });
+  });
+  if (!listed) return Fail(listed.error());
+
+  std::vector<Resealed> batch;
+  std::vector<std::string> unopenable;
+  std::size_t batch_bytes = 0;
+  std::string last_id = pending.cursor_id;
+  for (const auto& [id, version] : candidates) {
+    if (batch_bytes >= kStreamBatchBytes) break;
+    last_id = id;
+    if (version >= pending.version) continue;
+    Resealed r{id, {}, {}};
+    const crypto::SealContext context{pending.org_id, "attachments", "content", id};
+    crypto::StreamOpener opener(ring, context);
+    crypto::StreamSealer sealer(target, context);
+    Blob sealed;
+    const auto reseal = [&](std::span<const std::uint8_t> plain) {
+      sealer.Write(plain, [&](std::span<const std::uint8_t> out) {
+        sealed.insert(sealed.end(), out.begin(), out.end());
+      });
+    };
+    std::vector<std::size_t> sizes;
+    Status opened = Ok();
+    auto read = db.Read([&](storage::Transaction& tx) -> Status {
+      return tx.Query("SELECT data FROM attachment_chunks WHERE attachment_id = ? ORDER BY n",
+                      {id}, [&](const Row& row) -> Status {
+                        const Blob& data = row.Bytes(0);
+                        if (sizes.empty() && data.size() >= kStreamHeadBytes) {
+                          r.old_head.assign(data.begin(), data.begin() + kStreamHeadBytes);
+                        }
+                        sizes.push_back(data.size());
+                        if (opened) opened = opener.Write(data, reseal);
+                        return Ok();
+                      });
+    });
+    if (!read) return Fail(read.error());
+    if (opened) opened = opener.Finish(reseal);
+    if (!opened || r.old_head.size() != kStreamHeadBytes) {
+      // Damaged: it stays as it is (it did not open before either), is
+      // reported, and the pass goes on.
+      unopenable.push_back(id);
+      sodium_memzero(sealed.data(), sealed.size());
+      continue;
+    }
+    sealer.Finish([&](std::span<const std::uint8_t> out) {
+      sealed.insert(sealed.end(), out.begin(), out.end());
+    });
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      const std::size_t n = i + 1 == sizes.size() ? sealed.size() - at : sizes[i];
+      r.rows.emplace_back(sealed.begin() + static_cast<std::ptrdiff_t>(at),
+                          sealed.begin() + static_cast<std::ptrdiff_t>(at + n));
+      at += n;
+    }
+    batch_bytes += sealed.size();
+    batch.push_back(std::move(r));
+  }
+  const bool stage_done = candidates.size() < static_cast<std::size_t>(kStreamBatchRows) &&
+                          (candidates.empty() || last_id == candidates.back().first);
+
+  auto written = db.Write([&](storage::Transaction& tx) -> Status {
+    const std::string now = core::NowRfc3339();
+    std::int64_t resealed = 0;
+    for (const Resealed& r : batch) {
+      // Attachment content never changes, but it may be destroyed (recall,
+      // purge) meanwhile: then there is nothing left to re-seal.
+      auto head = tx.QueryOne(
+          "SELECT substr(c.data, 1, 29) FROM attachment_chunks c JOIN attachments a "
+          "ON a.id = c.attachment_id WHERE c.attachment_id = ? AND c.n = 0 AND "
+          "a.destroyed_at IS NULL",
+          {r.id});
+      if (!head) return head.error();
+      if (!*head || (*head)->Bytes(0) != r.old_head) continue;
+      for (std::size_t n = 0; n < r.rows.size(); ++n) {
+        auto row = tx.Execute("UPDATE attachment_chunks SET data = ? WHERE attachment_id = ? AND n = ?",
+                              {r.rows[n], r.id, static_cast<std::int64_t>(n)});
+        if (!row) return row.error();
+      }
+      ++resealed;
+    }
+    auto progress = tx.Execute(
+        "UPDATE key_rotations SET cursor_table = ?, cursor_id = ?, resealed = resealed + ? "
+        "WHERE org_id = ? AND version = ?",
+        {std::string(kStreamStage), last_id, resealed, pending.org_id,
+         static_cast<std::int64_t>(pending.version)});
+    if (!progress) return progress.error();
+    for (const std::string& id : unopenable) {
+      audit::Event event = JobEvent(pending.org_id, "keys.value_unopenable", "attachment", id);
+      event.outcome = audit::Outcome::kFailure;
+      if (auto appended = audit::Record(tx, event, now); !appended) return appended.error();
+    }
+    if (resealed > 0) {
+      audit::Event event = JobEvent(pending.org_id, "keys.values_resealed", "table",
+                                    std::string(kStreamStage));
+      event.details = "{\"key_version\":" + std::to_string(pending.version) +
+                      ",\"rows\":" + std::to_string(resealed) + "}";
+      if (auto appended = audit::Record(tx, event, now); !appended) return appended.error();
+    }
+    if (stage_done) return FinishRotation(tx, pending, now);
+    return Ok();
+  });
+  for (Resealed& r : batch) {
+    for (Blob& row : r.rows) sodium_memzero(row.data(), row.size());
+  }
+  if (!written) return Fail(written.error());
+  return true;
+}
+
+}  // namespace
 
 }  // namespace cw::keys

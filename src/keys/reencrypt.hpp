@@ -13,6 +13,12 @@
 // A batch is opened and re-sealed off the writer thread, and written back
 // with compare-and-set (`WHERE value = old`), so a value changed meanwhile by
 // the application is left alone rather than overwritten with stale data.
+//
+// After the columns come attachments' contents, each one chunked sealed
+// stream across its attachment_chunks rows: a batch re-seals whole streams
+// (up to about 8 MiB), compared on the old stream's header. A download that
+// spans the moment its attachment is re-sealed is cut short (its rows now
+// belong to another stream) and is simply retried.
 
 #include <atomic>
 #include <chrono>

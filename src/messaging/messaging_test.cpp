@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "identity/organizations.hpp"
+#include "keys/reencrypt.hpp"
 #include "storage/sqlite/sqlite_database.hpp"
 #include "storage/sqlite/test_support.hpp"
 
@@ -162,6 +163,18 @@ class MessagingTest : public ::testing::Test {
       return Ok();
     }));
     return n;
+  }
+
+  // The first column of the first row, as text.
+  std::string Text(const std::string& sql) {
+    std::string out;
+    EXPECT_TRUE(db_->Read([&](storage::Transaction& tx) -> Status {
+      auto row = tx.QueryOne(sql);
+      if (!row) return row.error();
+      if (*row) out = (*row)->Text(0);
+      return Ok();
+    }));
+    return out;
   }
 
   storage::testing::TempDir dir_;
@@ -530,6 +543,106 @@ TEST_F(MessagingTest, AttachmentsAreSniffedSealedServedToMembersAndDestroyedByRe
   EXPECT_EQ(Count("SELECT count(*) FROM attachments WHERE name IS NULL AND destroyed_at IS NOT "
                   "NULL"),
             1);
+}
+
+// An upload stores its rows as they fill; one dropped unfinished removes
+// them (and says so in the audit trail), and one a crash cut off is swept by
+// the jobs after an hour.
+TEST_F(MessagingTest, UnfinishedUploadsLeaveNothingBehind) {
+  auto c = Group(ann_, {bob_.user_id});
+  std::string problem;
+  const std::string piece = kPdf + std::string((1 << 20) + 5, 'p');
+  {
+    auto upload = Must(messaging_->BeginUpload(ann_, c.id, "scan.pdf", origin_, &problem), "begin");
+    ASSERT_TRUE(upload->Append(piece, &problem));
+    ASSERT_TRUE(upload->Append(piece, &problem));
+    EXPECT_EQ(Count("SELECT count(*) FROM attachments WHERE complete = 0"), 1);
+    EXPECT_GE(Count("SELECT count(*) FROM attachment_chunks"), 2);
+    // Not visible while incomplete: it cannot be sent.
+    NewMessage m;
+    m.client_txn_id = "early";
+    m.attachment_ids = {Text("SELECT id FROM attachments")};
+    EXPECT_EQ(SendMessage(ann_, c.id, m).error(), core::Error::kInvalidArgument);
+  }  // dropped unfinished
+  Exec("SELECT 1");  // the removal was queued before this write
+  EXPECT_EQ(Count("SELECT count(*) FROM attachments"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks"), 0);
+  EXPECT_EQ(
+      Count("SELECT count(*) FROM audit_events WHERE action = 'attachment.upload_abandoned'"), 1);
+
+  // Cut off by a crash, which runs no destructor: the rows stay until the
+  // sweep.
+  Exec("INSERT INTO attachments (id, org_id, conversation_id, uploader_id, content_type, "
+       "size_bytes, created_at, complete) VALUES ('att_00000000000000000000000000000001', "
+       "'org_north', ?, ?, 'application/pdf', 0, ?, 0)",
+       {c.id, ann_.user_id, core::NowRfc3339()});
+  Exec("INSERT INTO attachment_chunks (attachment_id, n, data) VALUES "
+       "('att_00000000000000000000000000000001', 0, x'00')");
+  Must(messaging_->PurgeExpired(std::chrono::system_clock::now()), "purge");
+  EXPECT_EQ(Count("SELECT count(*) FROM attachments WHERE destroyed_at IS NULL"), 1);
+  Must(messaging_->PurgeExpired(std::chrono::system_clock::now() + std::chrono::minutes(61)),
+       "purge later");
+  EXPECT_EQ(Count("SELECT count(*) FROM attachments WHERE destroyed_at IS NULL"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'attachment.purged' AND "
+                  "details LIKE '%never_finished%'"),
+            1);
+}
+
+// After a data-key rotation, the re-encryption job re-seals attachment
+// contents too, stream by stream, and they still open byte for byte.
+TEST_F(MessagingTest, AttachmentContentIsResealedAfterAKeyRotation) {
+  auto c = Group(ann_, {bob_.user_id});
+  std::string problem;
+  std::vector<std::string> ids;
+  std::vector<std::string> contents;
+  for (int i = 0; i < 3; ++i) {
+    contents.push_back(kPdf + std::string((i + 1) * 700'000, static_cast<char>('a' + i)));
+    ids.push_back(Must(messaging_->UploadAttachment(ann_, c.id, "f" + std::to_string(i),
+                                                    contents.back(), origin_, &problem),
+                       "upload")
+                      .id);
+  }
+  const auto versions = [&] {
+    std::set<std::uint32_t> out;
+    for (const std::string& id : ids) {
+      EXPECT_TRUE(db_->Read([&](storage::Transaction& tx) -> Status {
+        auto row =
+            tx.QueryOne("SELECT data FROM attachment_chunks WHERE attachment_id = ? AND n = 0",
+                        {id});
+        if (!row) return row.error();
+        out.insert(crypto::StreamKeyVersion((**row).Bytes(0)));
+        return Ok();
+      }));
+    }
+    return out;
+  };
+  EXPECT_EQ(versions(), (std::set<std::uint32_t>{1}));
+  const std::int64_t rows = Count("SELECT count(*) FROM attachment_chunks");
+  ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
+    auto v = keys::AddDataKeyVersion(tx, *kek_, "org_north", "2000-01-01T00:00:00Z");
+    if (!v) return v.error();
+    return Ok();
+  }));
+
+  keys::Reencryptor job(*db_, *keys_, {std::chrono::milliseconds(10), 50});
+  for (int steps = 0;; ++steps) {
+    ASSERT_LT(steps, 20);
+    auto step = job.Step();
+    ASSERT_TRUE(step);
+    if (!*step) break;
+  }
+  EXPECT_EQ(versions(), (std::set<std::uint32_t>{2}));
+  EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks"), rows);
+  EXPECT_EQ(Count("SELECT count(*) FROM key_rotations WHERE finished_at IS NOT NULL"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'keys.values_resealed' AND "
+                  "target_id = 'attachment_chunks'"),
+            1);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto got = Must(messaging_->DownloadAttachment(ann_, ids[i], origin_), "download");
+    EXPECT_TRUE(got.bytes == contents[i]) << i;
+    EXPECT_EQ(got.name, "f" + std::to_string(i));
+  }
 }
 
 TEST_F(MessagingTest, UnsentUploadsAreDestroyedAfterADay) {
