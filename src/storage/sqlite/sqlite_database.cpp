@@ -29,6 +29,15 @@ using sqlite::SqliteTransaction;
 // migrate` or a backup) before reporting kBusy.
 constexpr int kBusyTimeoutMs = 5000;
 
+// The writer's WAL is copied into the database file by a connection of its
+// own from kCheckpointPages on (SQLite's own default threshold), so the writer
+// does not spend its commits copying pages. At kWriterCheckpointPages the
+// writer checkpoints what is left itself, after which the WAL starts over
+// (see OnWalCommit), and its file is cut back to kWalFileLimit.
+constexpr int kCheckpointPages = 1000;
+constexpr int kWriterCheckpointPages = 2000;
+constexpr std::string_view kWalFileLimit = "PRAGMA journal_size_limit=16777216";
+
 constexpr double kBatchSizeBuckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
 
 // The savepoint around each write work; named so it cannot be confused with
@@ -103,6 +112,23 @@ Result<std::unique_ptr<Connection>> OpenWriter(const std::string& path, const st
   // an acknowledged commit across a power loss.
   if (Status s = RunOn(c, "PRAGMA synchronous=FULL"); !s) return s.error();
   if (Status s = RunOn(c, "PRAGMA foreign_keys=ON"); !s) return s.error();
+  // Statement journals (one per savepoint, so one per write work) and
+  // temporary b-trees stay in memory instead of spilling to files.
+  if (Status s = RunOn(c, "PRAGMA temp_store=MEMORY"); !s) return s.error();
+  if (Status s = RunOn(c, kWalFileLimit); !s) return s.error();
+  return connection;
+}
+
+// The connection that checkpoints the writer's WAL. Opened after the writer,
+// and so without CreateOwnerOnly: closing a descriptor of the database file
+// would drop every POSIX lock this process holds on it, the writer's too.
+Result<std::unique_ptr<Connection>> OpenCheckpointer(const std::string& path,
+                                                     const std::string& vfs) {
+  auto connection = Connection::Open(path, SQLITE_OPEN_READWRITE, vfs);
+  if (!connection) return connection.error();
+  Connection& c = **connection;
+  sqlite3_busy_timeout(c.handle(), kBusyTimeoutMs);
+  if (Status s = RunOn(c, "PRAGMA synchronous=FULL"); !s) return s.error();
   return connection;
 }
 
@@ -172,10 +198,11 @@ Result<MigrationReport> Migrate(Connection& connection) {
 
 class SqliteDatabase final : public Database {
  public:
-  SqliteDatabase(std::unique_ptr<Connection> writer,
+  SqliteDatabase(std::unique_ptr<Connection> writer, std::unique_ptr<Connection> checkpointer,
                  std::vector<std::unique_ptr<Connection>> readers, int schema_version,
                  int max_batch, metrics::Registry* registry)
       : writer_(std::move(writer)),
+        checkpointer_(std::move(checkpointer)),
         readers_(std::move(readers)),
         schema_version_(schema_version),
         max_batch_(static_cast<std::size_t>(std::max(1, max_batch))) {
@@ -191,7 +218,10 @@ class SqliteDatabase final : public Database {
       commit_failures_ = &registry->GetCounter("carewire_storage_commit_failures_total",
                                                "Batches of writes whose commit failed.");
     }
-    // Last, so the thread sees every member initialized.
+    // Replaces SQLite's own automatic checkpoint on the writer.
+    sqlite3_wal_hook(writer_->handle(), &SqliteDatabase::OnWalCommit, this);
+    // Last, so the threads see every member initialized.
+    checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
     writer_thread_ = std::thread([this] { WriterLoop(); });
     writer_thread_id_ = writer_thread_.get_id();
   }
@@ -285,6 +315,13 @@ class SqliteDatabase final : public Database {
     std::call_once(close_once_, [this] {
       writer_thread_.join();
       {
+        std::lock_guard lock(checkpoint_mutex_);
+        checkpoint_stop_ = true;
+      }
+      checkpoint_wake_.notify_all();
+      checkpoint_thread_.join();
+      checkpointer_.reset();
+      {
         std::unique_lock lock(pool_mutex_);
         pool_closed_ = true;
         pool_changed_.notify_all();
@@ -338,6 +375,46 @@ class SqliteDatabase final : public Database {
       }
       // Outside the queue lock: a callback may submit the next write.
       for (std::size_t i = 0; i < batch.size(); ++i) Notify(batch[i].done, outcomes[i]);
+    }
+  }
+
+  // SQLite's WAL hook: runs on the writer thread after each commit with the
+  // number of pages in the WAL.
+  static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages) {
+    auto* database = static_cast<SqliteDatabase*>(self);
+    if (pages >= kWriterCheckpointPages) {
+      // The WAL starts over only at a write that finds it wholly copied,
+      // which a checkpoint running beside a busy writer never leaves it. So
+      // the writer copies what is left itself (little, when the checkpoint
+      // thread keeps up; everything, when it does not), and its next commit
+      // starts the WAL over.
+      sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (pages >= kCheckpointPages) {
+      {
+        std::lock_guard lock(database->checkpoint_mutex_);
+        database->checkpoint_wanted_ = true;
+      }
+      database->checkpoint_wake_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  // Copies the WAL into the database file when the writer asks, on a
+  // connection of its own. PASSIVE never waits for readers or the writer;
+  // whatever it cannot copy now is copied next time.
+  void CheckpointLoop() {
+    std::unique_lock lock(checkpoint_mutex_);
+    for (;;) {
+      checkpoint_wake_.wait(lock, [this] { return checkpoint_wanted_ || checkpoint_stop_; });
+      if (checkpoint_stop_) return;
+      checkpoint_wanted_ = false;
+      lock.unlock();
+      const int rc = sqlite3_wal_checkpoint_v2(checkpointer_->handle(), "main",
+                                               SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        LogError("storage.checkpoint_failed", checkpointer_->Fail(rc));
+      }
+      lock.lock();
     }
   }
 
@@ -442,6 +519,7 @@ class SqliteDatabase final : public Database {
   }
 
   std::unique_ptr<Connection> writer_;  // writer thread only, after construction
+  std::unique_ptr<Connection> checkpointer_;  // checkpoint thread only
   std::vector<std::unique_ptr<Connection>> readers_;
   const int schema_version_;
   const std::size_t max_batch_;
@@ -466,7 +544,13 @@ class SqliteDatabase final : public Database {
   std::atomic<std::uint64_t> writes_{0};
   std::atomic<std::uint64_t> failed_commits_{0};
 
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_wake_;
+  bool checkpoint_wanted_ = false;  // GUARDED_BY(checkpoint_mutex_)
+  bool checkpoint_stop_ = false;    // GUARDED_BY(checkpoint_mutex_)
+
   std::once_flag close_once_;
+  std::thread checkpoint_thread_;
   std::thread writer_thread_;
   std::thread::id writer_thread_id_;
 };
@@ -488,6 +572,11 @@ Result<std::unique_ptr<Database>> OpenSqlite(const SqliteOptions& options) {
   auto report = Migrate(**writer);
   if (!report) return report.error();
 
+  auto checkpointer = OpenCheckpointer(options.path, options.vfs);
+  if (!checkpointer) {
+    LogError("storage.open_failed", checkpointer.error());
+    return checkpointer.error();
+  }
   std::vector<std::unique_ptr<Connection>> readers;
   const int reader_count = std::max(1, options.readers);
   for (int i = 0; i < reader_count; ++i) {
@@ -498,8 +587,9 @@ Result<std::unique_ptr<Database>> OpenSqlite(const SqliteOptions& options) {
     }
     readers.push_back(std::move(*reader));
   }
-  return std::unique_ptr<Database>(new SqliteDatabase(
-      std::move(*writer), std::move(readers), report->to, options.max_batch, options.metrics));
+  return std::unique_ptr<Database>(new SqliteDatabase(std::move(*writer), std::move(*checkpointer),
+                                                      std::move(readers), report->to,
+                                                      options.max_batch, options.metrics));
 }
 
 Result<MigrationReport> MigrateSqlite(const std::string& path) {

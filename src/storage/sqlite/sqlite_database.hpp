@@ -7,7 +7,9 @@
 // transaction, and COMMITs once, so a batch costs one fsync. WAL journal,
 // synchronous=FULL (the only WAL setting that survives power loss),
 // foreign_keys=ON. Reads run on a pool of read-only connections and so never
-// wait for the writer.
+// wait for the writer. The WAL is copied into the database file by a
+// checkpoint thread with a connection of its own, so commits do not pay for
+// it; the writer checkpoints itself only if that thread falls far behind.
 //
 // An I/O error on commit stops the database accepting writes (kFailed) and
 // makes Ping fail, like PostgreSQL on a failed fsync: after the disk has

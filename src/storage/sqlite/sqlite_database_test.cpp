@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <stdexcept>
 #include <thread>
@@ -361,6 +364,60 @@ TEST_F(SqliteDatabaseTest, ConnectionsUseDurableSettings) {
     EXPECT_TRUE(fk && *fk && (*fk)->Int(0) == 1);
     return Ok();
   }));
+}
+
+// The WAL is copied into the database file while the writer commits (by the
+// checkpoint thread, the last pages by the writer) and starts over, so it
+// stays bounded; and the process keeps its locks on
+// the file throughout, so another process that opens and closes the database
+// (a CLI run beside the server) can neither checkpoint it away nor delete the
+// WAL from under the open connections.
+TEST_F(SqliteDatabaseTest, WalStaysBoundedAndSurvivesOtherProcesses) {
+  auto db = Open();
+  ASSERT_TRUE(db);
+  CreateTable(*db);
+  const std::string note(3000, 'n');
+  const auto insert_many = [&](int from, int count) {
+    for (int i = from; i < from + count; ++i) {
+      ASSERT_TRUE(db->Write([&](Transaction& txn) -> Status {
+        auto r = txn.Execute("INSERT INTO t (id, note) VALUES (?, ?)",
+                             {static_cast<std::int64_t>(i), note});
+        if (!r) return r.error();
+        return Ok();
+      }));
+    }
+  };
+  // About 14,000 pages through the WAL (57 MB): they are copied as they come,
+  // the WAL starts over, and its file is cut back.
+  insert_many(0, 6000);
+  const std::string wal = path_ + "-wal";
+  EXPECT_LT(std::filesystem::file_size(wal), 24u << 20);
+
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    sqlite3* other = nullptr;
+    const bool ok = sqlite3_open_v2(path_.c_str(), &other, SQLITE_OPEN_READWRITE, nullptr) ==
+                        SQLITE_OK &&
+                    sqlite3_exec(other, "SELECT count(*) FROM t", nullptr, nullptr, nullptr) ==
+                        SQLITE_OK;
+    sqlite3_close(other);
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(std::filesystem::exists(wal)) << "another process removed the WAL";
+  insert_many(6000, 1);
+  // What this process commits after that, another process sees.
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(reader, "SELECT count(*) FROM t", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(stmt, 0), 6001);
+  sqlite3_finalize(stmt);
+  sqlite3_close(reader);
 }
 
 TEST_F(SqliteDatabaseTest, ForeignKeysAreEnforced) {
