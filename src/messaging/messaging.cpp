@@ -141,14 +141,11 @@ Result<int> IsActiveUser(Transaction& tx, const std::string& org_id, const std::
 
 
 Result<std::int64_t> AppendEvent(Transaction& tx, const EventRow& e, const std::string& now) {
-  auto row = tx.QueryOne(
+  return tx.Insert(
       "INSERT INTO conversation_events (org_id, conversation_id, type, message_id, user_id, "
-      "status, recipient_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+      "status, recipient_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       {e.org_id, e.conversation_id, std::string(e.type), Nullable(e.message_id),
        Nullable(e.user_id), Nullable(e.status), Nullable(e.recipient_id), now});
-  if (!row) return row.error();
-  if (!*row) return core::Error::kInternal;
-  return (*row)->Int(0);
 }
 
 // The live form of a conversation.updated event, for every member.
@@ -724,10 +721,13 @@ void Messaging::Send(const Principal& caller, const std::string& conversation_id
           msg.do_not_forward = *org && (*org)->Int(0) != 0;
         }
         const std::string now = core::NowRfc3339();
-        auto seq = tx.QueryOne(
-            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = ? WHERE id = ? "
-            "RETURNING last_seq",
+        auto bumped = tx.Execute(
+            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = ? WHERE id = ?",
             {now, msg.conversation_id});
+        if (!bumped) return bumped.error();
+        if (*bumped != 1) return core::Error::kNotFound;
+        auto seq = tx.QueryOne("SELECT last_seq FROM conversations WHERE id = ?",
+                               {msg.conversation_id});
         if (!seq) return seq.error();
         if (!*seq) return core::Error::kNotFound;
         msg.seq = (*seq)->Int(0);

@@ -78,6 +78,12 @@ class Transaction {
   virtual Result<std::int64_t> Execute(std::string_view sql,
                                        const std::vector<Value>& params = {}) = 0;
 
+  // Runs an INSERT of one row into a table keyed by an INTEGER PRIMARY KEY
+  // and returns the new row's key. (Cheaper in SQLite than RETURNING, which
+  // buffers its rows in a temporary table.)
+  virtual Result<std::int64_t> Insert(std::string_view sql,
+                                      const std::vector<Value>& params = {}) = 0;
+
   // Runs a query and calls `on_row` for each result row in order, stopping at
   // the first error `on_row` returns. Rows are not buffered.
   virtual Status Query(std::string_view sql, const std::vector<Value>& params,

@@ -62,6 +62,9 @@ class FakeTransaction final : public Transaction {
   Result<std::int64_t> Execute(std::string_view, const std::vector<Value>&) override {
     return std::int64_t{0};
   }
+  Result<std::int64_t> Insert(std::string_view, const std::vector<Value>&) override {
+    return std::int64_t{0};
+  }
 
   Status Query(std::string_view, const std::vector<Value>&,
                const std::function<Status(const Row&)>& on_row) override {

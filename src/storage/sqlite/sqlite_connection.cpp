@@ -258,6 +258,14 @@ Result<std::int64_t> SqliteTransaction::Execute(std::string_view sql,
   return std::int64_t{sqlite3_changes64(connection_.handle())};
 }
 
+Result<std::int64_t> SqliteTransaction::Insert(std::string_view sql,
+                                               const std::vector<Value>& params) {
+  auto changed = Execute(sql, params);
+  if (!changed) return changed.error();
+  if (*changed != 1) return make_error_code(Error::kInternal);
+  return std::int64_t{sqlite3_last_insert_rowid(connection_.handle())};
+}
+
 Status SqliteTransaction::Query(std::string_view sql, const std::vector<Value>& params,
                                 const std::function<Status(const Row&)>& on_row) {
   auto stmt = PrepareAndBind(sql, params);

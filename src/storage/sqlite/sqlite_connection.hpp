@@ -113,6 +113,7 @@ class SqliteTransaction final : public Transaction {
       : connection_(connection), read_only_(read_only) {}
 
   Result<std::int64_t> Execute(std::string_view sql, const std::vector<Value>& params) override;
+  Result<std::int64_t> Insert(std::string_view sql, const std::vector<Value>& params) override;
   Status Query(std::string_view sql, const std::vector<Value>& params,
                const std::function<Status(const Row&)>& on_row) override;
 

@@ -230,7 +230,7 @@ TEST_F(SqliteDatabaseTest, BadStatementsAreRefused) {
   }));
 }
 
-TEST_F(SqliteDatabaseTest, ExecuteReturnsRowsChanged) {
+TEST_F(SqliteDatabaseTest, ExecuteReturnsRowsChangedAndInsertTheNewKey) {
   auto db = Open();
   ASSERT_TRUE(db);
   CreateTable(*db);
@@ -246,6 +246,14 @@ TEST_F(SqliteDatabaseTest, ExecuteReturnsRowsChanged) {
     EXPECT_TRUE(none && *none == 0);
     auto select = txn.Execute("SELECT id FROM t");
     EXPECT_TRUE(select && *select == 0);
+    // Insert answers the new row's key, the one SQLite chose.
+    auto added = txn.Insert("INSERT INTO t (note) VALUES (?)", {std::string("y")});
+    EXPECT_TRUE(added && *added == 4);
+    auto again = txn.Insert("INSERT INTO t (note) VALUES (?)", {std::string("z")});
+    EXPECT_TRUE(again && *again == 5);
+    // An insert that adds no row is an error, not a stale key.
+    auto nothing = txn.Insert("INSERT INTO t (id) SELECT id FROM t WHERE id = 99");
+    EXPECT_FALSE(nothing);
     return Ok();
   }));
 }
