@@ -6,7 +6,6 @@
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -18,6 +17,7 @@
 #include "api/router.hpp"
 #include "core/config.hpp"
 #include "core/metrics.hpp"
+#include "transport/tls_socket.hpp"
 
 namespace cw::transport::detail {
 
@@ -26,7 +26,7 @@ namespace ssl = boost::asio::ssl;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
-using TlsStream = ssl::stream<tcp::socket>;
+using TlsStream = TlsSocket;
 
 // Something that can be asked to wind down during shutdown. Drain() may be
 // called from any thread; implementations post to their own strand.

@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 
 #include <algorithm>
+#include <csignal>
 #include <optional>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -120,7 +121,9 @@ bool IsTransportClosed(const beast::error_code& ec) {
 class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(std::shared_ptr<ServerState> state, tcp::socket socket, ssl::context& ctx)
-      : state_(std::move(state)), stream_(std::move(socket), ctx), timer_(stream_.get_executor()) {}
+      : state_(std::move(state)),
+        stream_(std::move(socket), ctx.native_handle()),
+        timer_(stream_.get_executor()) {}
 
   ~HttpSession() override { state_->Unregister(handle_); }
 
@@ -658,6 +661,12 @@ struct HttpServer::Impl {
     // An idle connection gives its read and write buffers (about 34 KiB)
     // back to the allocator: most live sockets are idle most of the time.
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    // OpenSSL writes the non-blocking socket itself (TlsSocket): a write may
+    // end part way, and is resumed with the rest from the same bytes,
+    // which need not stay at the same address.
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // Reads take what the socket has, not one record header at a time.
+    SSL_CTX_set_read_ahead(ctx, 1);
     // TLS 1.2: ECDHE (forward secrecy) with AEAD ciphers only. TLS 1.3's
     // suites are all AEAD and keep OpenSSL's defaults.
     if (SSL_CTX_set_cipher_list(ctx,
@@ -709,7 +718,12 @@ struct HttpServer::Impl {
 
 HttpServer::HttpServer(const core::Config& config, const TlsMaterial& tls,
                        const api::Router& router, metrics::Registry& metrics)
-    : impl_(std::make_unique<Impl>(config, tls, router, metrics)) {}
+    : impl_(std::make_unique<Impl>(config, tls, router, metrics)) {
+  // OpenSSL writes the sockets itself (TlsSocket), with write(2): a client
+  // gone away must be an EPIPE error for that connection, not a SIGPIPE
+  // that ends the process.
+  std::signal(SIGPIPE, SIG_IGN);
+}
 
 HttpServer::~HttpServer() {
   if (!impl_->threads.empty()) Shutdown();
