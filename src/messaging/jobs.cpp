@@ -144,14 +144,16 @@ Result<JobCounts> Messaging::FollowUpUrgent(std::chrono::system_clock::time_poin
       done = 0;
       pushes.clear();
       auto due = tx.QueryAll(
-          std::string("SELECT id, org_id, conversation_id FROM messages WHERE priority = "
+          std::string("SELECT id, org_id, conversation_id, sender_id FROM messages WHERE "
+                      "priority = "
                       "'urgent' AND escalated_at IS NULL AND body IS NOT NULL AND "
                       "created_at <= ?") +
               (escalate ? "" : " AND reminded_at IS NULL") + " ORDER BY created_at LIMIT 200",
           {cutoff});
       if (!due) return due.error();
       for (const Row& r : *due) {
-        const std::string id = r.Text(0), org_id = r.Text(1), conversation_id = r.Text(2);
+        const std::string id = r.Text(0), org_id = r.Text(1), conversation_id = r.Text(2),
+                          sender_id = r.Text(3);
         auto unread = UnreadBy(tx, conversation_id, id);
         if (!unread) return unread.error();
         // Read by everyone: nothing more to follow up.
@@ -176,9 +178,15 @@ Result<JobCounts> Messaging::FollowUpUrgent(std::chrono::system_clock::time_poin
         } else {
           recipients = *unread;
         }
+        // A conversation without admins (a direct one) escalates to the
+        // sender, who can then reach the other person another way.
+        const bool to_sender = escalate && recipients.empty();
+        if (to_sender) recipients.push_back(sender_id);
         for (const std::string& user : recipients) {
           pushes.push_back({user, conversation_id,
-                            escalate ? PushKind::kUrgentEscalation : PushKind::kUrgentReminder});
+                            to_sender  ? PushKind::kUrgentUnreadToSender
+                            : escalate ? PushKind::kUrgentEscalation
+                                       : PushKind::kUrgentReminder});
         }
         auto recorded = audit::Record(
             tx,
@@ -187,7 +195,9 @@ Result<JobCounts> Messaging::FollowUpUrgent(std::chrono::system_clock::time_poin
                         "message", id,
                         Details({{"conversation_id", conversation_id},
                                  {"unread", static_cast<std::int64_t>(unread->size())},
-                                 {"notified", static_cast<std::int64_t>(recipients.size())}})),
+                                 {"notified", static_cast<std::int64_t>(recipients.size())},
+                                 {"to", escalate ? (to_sender ? "sender" : "admins")
+                                                 : "unread_members"}})),
             stamp);
         if (!recorded) return recorded;
       }

@@ -451,6 +451,33 @@ TEST_F(MessagingTest, UrgentUnreadMessagesAreRemindedThenEscalatedWithoutPhi) {
             2);
 }
 
+// A direct conversation has no admins: its unread urgent message escalates
+// to the sender, who can reach the other person another way.
+TEST_F(MessagingTest, UnreadUrgentDirectMessagesEscalateToTheSender) {
+  bool created = false;
+  std::string problem;
+  auto c = Must(messaging_->CreateConversation(ann_, {"direct", "", {bob_.user_id}}, origin_,
+                                               &created, &problem),
+                "direct");
+  auto m = Must(Send(ann_, c.id, "d1", "call me about bed 4", "urgent"), "send");
+  Pushes();
+  const auto sent = std::chrono::system_clock::now();
+  using std::chrono::minutes;
+  Must(messaging_->FollowUpUrgent(sent + minutes(6), minutes(5), minutes(15)), "remind");
+  Must(messaging_->FollowUpUrgent(sent + minutes(16), minutes(5), minutes(15)), "escalate");
+  const std::vector<std::string> pushes = Pushes();
+  ASSERT_EQ(pushes.size(), 2u);
+  EXPECT_EQ(pushes[0].substr(0, pushes[0].find(' ')), bob_.user_id);
+  EXPECT_NE(pushes[0].find("urgent_reminder"), std::string::npos);
+  EXPECT_EQ(pushes[1].substr(0, pushes[1].find(' ')), ann_.user_id);
+  EXPECT_NE(pushes[1].find("An urgent message you sent is still unread"), std::string::npos);
+  EXPECT_EQ(pushes[1].find("bed 4"), std::string::npos);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'message.urgent_escalated' "
+                  "AND details LIKE '%\"to\":\"sender\"%' AND target_id = ?",
+                  {m.id}),
+            1);
+}
+
 TEST_F(MessagingTest, SendsNotifyEveryOtherMemberWithAGenericText) {
   auto c = Group(ann_, {bob_.user_id, cat_.user_id});
   Must(Send(ann_, c.id, "n1", "canary-31ab Jane Doe DOB 1950-01-02"), "send");

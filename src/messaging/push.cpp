@@ -15,6 +15,8 @@ std::string_view PushText(PushKind kind) {
       return "Urgent secure message waiting";
     case PushKind::kUrgentEscalation:
       return "An urgent message in your conversation is unread";
+    case PushKind::kUrgentUnreadToSender:
+      return "An urgent message you sent is still unread";
   }
   return "New secure message";
 }
@@ -31,6 +33,8 @@ std::string_view KindName(PushKind kind) {
       return "urgent_reminder";
     case PushKind::kUrgentEscalation:
       return "urgent_escalation";
+    case PushKind::kUrgentUnreadToSender:
+      return "urgent_unread";
   }
   return "message";
 }

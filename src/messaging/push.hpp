@@ -25,7 +25,8 @@ enum class PushKind {
   kMessage,          // a new message
   kUrgent,           // a new urgent message
   kUrgentReminder,   // an urgent message still unread
-  kUrgentEscalation  // to a conversation's admins: an urgent message is unread
+  kUrgentEscalation,     // to a conversation's admins: an urgent message is unread
+  kUrgentUnreadToSender  // to the sender, when the conversation has no admins
 };
 
 struct PushNotification {
