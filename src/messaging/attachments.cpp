@@ -3,6 +3,9 @@
 #include <magic.h>
 #include <sodium.h>
 
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
 #include <array>
 #include <memory>
 
@@ -276,11 +279,13 @@ Status AttachmentUpload::WriteRows(bool last) {
         {info_.size, info_.id});
     if (!completed) return completed.error();
     if (*completed != 1) return core::Error::kNotFound;  // swept meanwhile
+    boost::json::object details{{"conversation_id", info_.conversation_id},
+                                {"mime_type", info_.content_type},
+                                {"size", info_.size}};
+    if (!copied_from_.empty()) details["copied_from"] = copied_from_;
     return audit::Record(tx,
                          AuditFor(caller_, origin_, "attachment.uploaded", "attachment", info_.id,
-                                  Details({{"conversation_id", info_.conversation_id},
-                                           {"mime_type", info_.content_type},
-                                           {"size", info_.size}})),
+                                  boost::json::serialize(details)),
                          now);
   });
   if (!written) return written;
@@ -409,6 +414,47 @@ Result<std::string> AttachmentDownload::Next() {
   // A row that completes no chunk yields nothing yet; the next one will.
   if (plain.empty()) return Next();
   return plain;
+}
+
+Result<std::string> Messaging::CopyAttachment(const Principal& caller,
+                                              const std::string& attachment_id,
+                                              const std::string& to_conversation,
+                                              const RequestOrigin& origin,
+                                              std::string* problem) {
+  auto keys = keys_.ForOrg(caller.org_id);
+  if (!keys) return keys.error();
+  std::string name;
+  auto named = db_.Read([&](Transaction& tx) -> Status {
+    auto row = tx.QueryOne("SELECT name FROM attachments WHERE id = ? AND org_id = ?",
+                           {attachment_id, caller.org_id});
+    if (!row) return row.error();
+    if (!*row) return core::Error::kNotFound;
+    if ((**row).IsNull(0)) return Ok();
+    auto opened = keys_.Open(NameContext(caller.org_id, attachment_id), (**row).Bytes(0));
+    if (!opened) return opened.error();
+    name.assign(reinterpret_cast<const char*>(opened->data()), opened->size());
+    sodium_memzero(opened->data(), opened->size());
+    return Ok();
+  });
+  if (!named) return named.error();
+  auto upload = BeginUpload(caller, to_conversation, name, origin, problem);
+  sodium_memzero(name.data(), name.size());
+  if (!upload) return upload.error();
+  (*upload)->copied_from_ = attachment_id;
+  // Read row by row as a download is, without counting as one: the forward
+  // is audited, and the copy as an upload.
+  AttachmentDownload source(*this, caller.org_id, {attachment_id, "", "", "", 0}, "", *keys);
+  for (;;) {
+    auto piece = source.Next();
+    if (!piece) return piece.error();
+    if (piece->empty()) break;
+    auto appended = (*upload)->Append(*piece, problem);
+    sodium_memzero(piece->data(), piece->size());
+    if (!appended) return appended.error();
+  }
+  auto copied = (*upload)->Finish(problem);
+  if (!copied) return copied.error();
+  return copied->id;
 }
 
 Result<std::unique_ptr<AttachmentDownload>> Messaging::OpenDownload(const Principal& caller,

@@ -845,6 +845,9 @@ void Messaging::Forward(const Principal& caller, const std::string& message_id,
     return;
   }
   std::optional<SealedMessage> source;
+  // A retry of this forward (the same client_txn_id) carries the copies the
+  // first one made, so it is answered as the same message.
+  std::optional<std::vector<std::string>> earlier_copies;
   auto read = db_.Read([&](Transaction& tx) -> Status {
     auto visible = FindVisibleMessage(tx, caller, message_id);
     if (!visible) return visible.error();
@@ -853,6 +856,19 @@ void Messaging::Forward(const Principal& caller, const std::string& message_id,
     if (!row) return row.error();
     if (!*row) return core::Error::kNotFound;
     source = MessageFromRow(**row);
+    auto attached = AttachmentsOf(tx, message_id);
+    if (!attached) return attached.error();
+    source->message.attachments = std::move(*attached);
+    auto earlier = tx.QueryOne(
+        "SELECT id FROM messages WHERE sender_id = ? AND client_txn_id = ?",
+        {caller.user_id, client_txn_id});
+    if (!earlier) return earlier.error();
+    if (*earlier) {
+      auto copies = AttachmentsOf(tx, (**earlier).Text(0));
+      if (!copies) return copies.error();
+      earlier_copies.emplace();
+      for (const Attachment& a : *copies) earlier_copies->push_back(a.id);
+    }
     return Ok();
   });
   if (!read) {
@@ -878,6 +894,22 @@ void Messaging::Forward(const Principal& caller, const std::string& message_id,
   sodium_memzero(plain->data(), plain->size());
   copy.priority = "routine";
   copy.forwarded_from = message_id;
+  if (earlier_copies) {
+    copy.attachment_ids = std::move(*earlier_copies);
+  } else {
+    // The files go too, each re-sealed for its copy (a sealed stream is bound
+    // to its attachment's id) as the forwarder's upload to the other
+    // conversation, which the send then carries.
+    for (const Attachment& a : source->message.attachments) {
+      std::string problem;
+      auto copied = CopyAttachment(caller, a.id, to_conversation, origin, &problem);
+      if (!copied) {
+        done(copied.error(), SafeText::Trusted(problem));
+        return;
+      }
+      copy.attachment_ids.push_back(std::move(*copied));
+    }
+  }
   Send(caller, to_conversation, std::move(copy), origin, std::move(done));
 }
 

@@ -161,6 +161,7 @@ class AttachmentUpload {
   const Principal caller_;
   const RequestOrigin origin_;
   Attachment info_;
+  std::string copied_from_;  // set for a forwarded copy, for the audit trail
   storage::Value sealed_name_;
   std::shared_ptr<const keys::OrgKeys> keys_;
   std::unique_ptr<crypto::StreamSealer> sealer_;
@@ -284,7 +285,8 @@ class Messaging {
             const RequestOrigin& origin, SendDone done);
 
   // Copies a message the caller can read into another conversation of
-  // theirs, unless it is marked "do not forward" (kPermissionDenied).
+  // theirs, unless it is marked "do not forward" (kPermissionDenied). Its
+  // attachments are copied too, re-sealed, as the caller's uploads.
   void Forward(const Principal& caller, const std::string& message_id,
                const std::string& to_conversation, const std::string& client_txn_id,
                const RequestOrigin& origin, SendDone done);
@@ -360,6 +362,11 @@ class Messaging {
   Status WriteAndPublish(const std::function<Status(storage::Transaction&,
                                                     std::vector<LiveEvent>&)>& work);
   Status FlushDeliveries(storage::Transaction& tx, std::vector<LiveEvent>& out);
+  // Copies an attachment's content and name, stream to stream, into an
+  // upload of the caller's to `to_conversation`; returns the copy's id.
+  Result<std::string> CopyAttachment(const Principal& caller, const std::string& attachment_id,
+                                     const std::string& to_conversation,
+                                     const RequestOrigin& origin, std::string* problem);
 
   storage::Database& db_;
   keys::KeyStore& keys_;

@@ -575,6 +575,53 @@ TEST_F(MessagingTest, AttachmentsAreSniffedSealedServedToMembersAndDestroyedByRe
 // An upload stores its rows as they fill; one dropped unfinished removes
 // them (and says so in the audit trail), and one a crash cut off is swept by
 // the jobs after an hour.
+// A forwarded message takes its files along: each copied and re-sealed as
+// the forwarder's upload to the other conversation, readable there byte for
+// byte; a retried forward is the same message with the same copies.
+TEST_F(MessagingTest, ForwardingCopiesAttachments) {
+  auto from = Group(ann_, {bob_.user_id});
+  auto to = Group(bob_, {cat_.user_id});
+  std::string problem;
+  const std::string scan = kPdf + std::string((1 << 20) + 300, 's');
+  auto a = Must(messaging_->UploadAttachment(ann_, from.id, "wound day 3.pdf", scan, origin_,
+                                             &problem),
+                "upload");
+  NewMessage m;
+  m.client_txn_id = "with-file";
+  m.body = "see scan";
+  m.attachment_ids = {a.id};
+  auto sent = Must(SendMessage(ann_, from.id, m), "send");
+
+  auto forward = [&](const std::string& txn) {
+    std::promise<Result<Message>> promise;
+    messaging_->Forward(bob_, sent.id, to.id, txn, origin_,
+                        [&](Result<Message> r, SafeText) { promise.set_value(std::move(r)); });
+    return promise.get_future().get();
+  };
+  auto copied = Must(forward("fwd-file"), "forward");
+  ASSERT_EQ(copied.attachments.size(), 1u);
+  const std::string copy_id = copied.attachments[0].id;
+  EXPECT_NE(copy_id, a.id);
+  EXPECT_EQ(copied.attachments[0].conversation_id, to.id);
+  auto got = Must(messaging_->DownloadAttachment(cat_, copy_id, origin_), "download copy");
+  EXPECT_TRUE(got.bytes == scan);
+  EXPECT_EQ(got.name, "wound day 3.pdf");
+  // Cat sees the copy, not the original.
+  EXPECT_EQ(messaging_->DownloadAttachment(cat_, a.id, origin_).error(), core::Error::kNotFound);
+
+  auto again = Must(forward("fwd-file"), "forward again");
+  EXPECT_EQ(again.id, copied.id);
+  ASSERT_EQ(again.attachments.size(), 1u);
+  EXPECT_EQ(again.attachments[0].id, copy_id);
+  EXPECT_EQ(Count("SELECT count(*) FROM attachments"), 2);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'attachment.uploaded' AND "
+                  "details LIKE '%copied_from%'"),
+            1);
+  // Recalling the original leaves the copy (it is the forwarder's now).
+  ASSERT_TRUE(messaging_->Recall(ann_, sent.id, origin_));
+  EXPECT_TRUE(messaging_->DownloadAttachment(cat_, copy_id, origin_));
+}
+
 TEST_F(MessagingTest, UnfinishedUploadsLeaveNothingBehind) {
   auto c = Group(ann_, {bob_.user_id});
   std::string problem;
