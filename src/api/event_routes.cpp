@@ -30,23 +30,24 @@ namespace cw::api {
 namespace {
 
 constexpr int kReplayPage = 256;
-// A replay waits while more than this is queued for the client.
+// A replay stops sending while more than this is queued for the client, and
+// goes on once half of it has been written.
 constexpr std::size_t kReplayQueueBytes = 256 * 1024;
 // Live events kept for a socket that is still replaying; past this it is
 // closed as too slow (it can resume).
 constexpr std::size_t kMaxHeldEvents = 20000;
-// A replay whose client reads nothing for this many 2 ms polls (10 s) is
-// closed (1013, it may resume): a replay waits on a worker of the stream
-// pool, which others are queued for.
-constexpr int kReplayStallPolls = 5000;
 
 // What the hub and the replay share for one socket. Held by the stream and,
-// weakly, by the hub.
-class Listener final : public messaging::Subscriber {
+// weakly, by the hub and by a parked replay.
+class Listener final : public messaging::Subscriber,
+                       public std::enable_shared_from_this<Listener> {
  public:
   Listener(std::shared_ptr<WebSocketPeer> peer, messaging::Messaging& messaging,
-           identity::Principal principal)
-      : peer_(std::move(peer)), messaging_(messaging), principal_(std::move(principal)) {}
+           identity::Principal principal, core::WorkerPool& pool)
+      : peer_(std::move(peer)),
+        messaging_(messaging),
+        principal_(std::move(principal)),
+        pool_(pool) {}
 
   // From the hub, on the storage writer thread.
   void Push(const messaging::LiveEvent& event) override {
@@ -67,7 +68,7 @@ class Listener final : public messaging::Subscriber {
     SendLocked(*event.frame, event);
   }
 
-  // Runs on a worker: the replay, then the switch to live events.
+  // On a worker: `ready`, then the replay from the cursor, then live events.
   void Start(std::optional<std::int64_t> cursor) {
     std::int64_t from = 0;
     if (cursor) {
@@ -84,42 +85,46 @@ class Listener final : public messaging::Subscriber {
       peer_->SendText(boost::json::serialize(
           boost::json::object{{"type", "ready"}, {"cursor", std::to_string(from)}}));
     }
-    if (cursor) {
-      for (;;) {
-        auto page = messaging_.Replay(principal_.org_id, principal_.user_id, from, kReplayPage);
-        if (!page) return Fail();
-        for (const messaging::Frame& frame : page->frames) {
-          if (!WaitForRoom()) return;
-          std::lock_guard lock(mu_);
-          if (closed_) return;
-          last_sent_ = frame.cursor;
-          if (!peer_->SendText(frame.text)) {
-            closed_ = true;
-            return;
-          }
-          if (!frame.message_id.empty()) {
-            messaging_.NoteDelivered({principal_.org_id, principal_.user_id, frame.message_id,
-                                      frame.conversation_id, frame.sender_id});
-          }
-        }
-        from = page->through;
+    from_ = from;
+    complete_ = !cursor.has_value();
+    Continue();
+  }
+
+  // On a worker: replays page by page. When the client's queue is full the
+  // replay parks, giving its worker back, and goes on from where it stopped
+  // once the client has read; a client that never reads holds a socket, not
+  // a worker.
+  void Continue() {
+    for (;;) {
+      if (next_ == page_.size()) {
         {
           std::lock_guard lock(mu_);
-          last_sent_ = std::max(last_sent_, from);
+          if (closed_) return;
+          last_sent_ = std::max(last_sent_, from_);
         }
-        if (page->complete) break;
+        if (complete_) return GoLive();
+        auto page = messaging_.Replay(principal_.org_id, principal_.user_id, from_, kReplayPage);
+        if (!page) return Fail();
+        page_ = std::move(page->frames);
+        next_ = 0;
+        from_ = page->through;
+        complete_ = page->complete;
+        continue;
+      }
+      if (peer_->QueuedBytes() > kReplayQueueBytes) return Park();
+      const messaging::Frame& frame = page_[next_++];
+      std::lock_guard lock(mu_);
+      if (closed_) return;
+      last_sent_ = frame.cursor;
+      if (!peer_->SendText(frame.text)) {
+        closed_ = true;
+        return;
+      }
+      if (!frame.message_id.empty()) {
+        messaging_.NoteDelivered({principal_.org_id, principal_.user_id, frame.message_id,
+                                  frame.conversation_id, frame.sender_id});
       }
     }
-    std::lock_guard lock(mu_);
-    replaying_ = false;
-    for (const messaging::LiveEvent& event : held_) {
-      if (closed_) break;
-      if (event.cursor <= last_sent_) continue;
-      last_sent_ = event.cursor;
-      SendLocked(*event.frame, event);
-    }
-    held_.clear();
-    held_.shrink_to_fit();
   }
 
   void Stop() {
@@ -132,6 +137,40 @@ class Listener final : public messaging::Subscriber {
   void Abort() { Fail(); }
 
  private:
+  void Park() {
+    peer_->WhenQueuedAtMost(kReplayQueueBytes / 2, [weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (!self) return;
+      const bool queued = self->pool_.Submit([self] {
+        try {
+          self->Continue();
+        } catch (const std::exception&) {
+          self->Abort();
+        }
+      });
+      if (!queued) {
+        self->Stop();
+        self->peer_->Close(1013, "server busy; reconnect to resume");
+      }
+    });
+  }
+
+  // The replay is done: what arrived meanwhile goes out, then live events.
+  void GoLive() {
+    std::lock_guard lock(mu_);
+    replaying_ = false;
+    for (const messaging::LiveEvent& event : held_) {
+      if (closed_) break;
+      if (event.cursor <= last_sent_) continue;
+      last_sent_ = event.cursor;
+      SendLocked(*event.frame, event);
+    }
+    held_.clear();
+    held_.shrink_to_fit();
+    page_.clear();
+    page_.shrink_to_fit();
+  }
+
   // REQUIRES: mu_ held.
   void SendLocked(const std::string& frame, const messaging::LiveEvent& event) {
     if (!peer_->SendText(frame)) {
@@ -144,22 +183,6 @@ class Listener final : public messaging::Subscriber {
     }
   }
 
-  bool WaitForRoom() {
-    for (int i = 0; peer_->QueuedBytes() > kReplayQueueBytes; ++i) {
-      {
-        std::lock_guard lock(mu_);
-        if (closed_) return false;
-      }
-      if (i > kReplayStallPolls) {
-        peer_->Close(1013, "client too slow; reconnect to resume");
-        Stop();
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return true;
-  }
-
   void Fail() {
     Stop();
     peer_->Close(1011, "the event stream failed; reconnect to resume");
@@ -168,11 +191,17 @@ class Listener final : public messaging::Subscriber {
   std::shared_ptr<WebSocketPeer> peer_;
   messaging::Messaging& messaging_;
   const identity::Principal principal_;
+  core::WorkerPool& pool_;
   std::mutex mu_;
   bool replaying_ = true;
   bool closed_ = false;
   std::int64_t last_sent_ = 0;
   std::vector<messaging::LiveEvent> held_;
+  // The replay's place, touched only by the one worker running it.
+  std::vector<messaging::Frame> page_;
+  std::size_t next_ = 0;
+  std::int64_t from_ = 0;
+  bool complete_ = false;
 };
 
 std::optional<std::int64_t> ParseCursor(std::string_view text) {
@@ -258,7 +287,7 @@ class EventStream final : public WebSocketHandler {
         expires ? std::chrono::time_point_cast<std::chrono::system_clock::duration>(*expires)
                 : std::chrono::system_clock::now();
     handle_ = live_.Add(principal->session_id, peer_, until);
-    listener_ = std::make_shared<Listener>(peer_, services_.messaging, *principal);
+    listener_ = std::make_shared<Listener>(peer_, services_.messaging, *principal, services_.pool);
     subscription_ = services_.hub.Subscribe(principal->user_id, listener_);
     const bool queued = services_.pool.Submit([listener = listener_, cursor] {
       try {

@@ -70,6 +70,13 @@ class WebSocketPeer {
   // messages (a replay) can wait for a slow client instead of overflowing
   // its queue.
   virtual std::size_t QueuedBytes() const { return 0; }
+  // Calls `callback` once, from an I/O thread, when at most `bytes` are
+  // queued, or when the connection closes: at once if that is so already.
+  // It must not block. A later call replaces an earlier one not yet made.
+  virtual void WhenQueuedAtMost(std::size_t bytes, std::function<void()> callback) {
+    static_cast<void>(bytes);
+    callback();
+  }
 };
 
 // The server side of one WebSocket connection. Calls arrive on one thread at a

@@ -79,6 +79,7 @@ class WebSocketSession final : public Drainable,
       in.shrink_to_fit();  // between frames an idle socket keeps no buffer
     }
     closing_ = true;
+    MaybeWake();
     if (handler_) {
       handler_->OnClose();
       handler_.reset();  // the handler holds this session as its peer
@@ -96,6 +97,15 @@ class WebSocketSession final : public Drainable,
 
   std::size_t QueuedBytes() const override { return pending_bytes_.load(); }
 
+  void WhenQueuedAtMost(std::size_t bytes, std::function<void()> callback) override {
+    net::post(ws_.get_executor(),
+              [self = shared_from_this(), bytes, callback = std::move(callback)]() mutable {
+                self->wake_at_ = bytes;
+                self->wake_ = std::move(callback);
+                self->MaybeWake();
+              });
+  }
+
   void Close(int code, SafeText reason) override {
     net::post(ws_.get_executor(), [self = shared_from_this(), code, reason] {
       self->StartClose(static_cast<std::uint16_t>(code), reason);
@@ -110,6 +120,12 @@ class WebSocketSession final : public Drainable,
 
  private:
   // REQUIRES: running on the strand (true of every method below).
+  // Calls the WhenQueuedAtMost callback once its condition holds.
+  void MaybeWake() {
+    if (!wake_ || (!closing_ && pending_bytes_.load() > wake_at_)) return;
+    std::exchange(wake_, nullptr)();
+  }
+
   void Enqueue(std::string text) {
     if (closing_) {
       pending_bytes_ -= text.size();
@@ -132,6 +148,7 @@ class WebSocketSession final : public Drainable,
     if (closing_) return;
     closing_ = true;
     closing_flag_ = true;
+    MaybeWake();
     close_reason_ =
         websocket::close_reason(static_cast<websocket::close_code>(code), reason.view());
     StartWriter();
@@ -158,8 +175,12 @@ class WebSocketSession final : public Drainable,
         pending_bytes_ -= queued_bytes_;
         queued_bytes_ = 0;
         writing_ = false;
+        closing_ = true;
+        closing_flag_ = true;
+        MaybeWake();
         co_return;
       }
+      MaybeWake();
     }
     if (close_reason_ && ws_.is_open()) {
       auto reason = *close_reason_;
@@ -185,6 +206,8 @@ class WebSocketSession final : public Drainable,
   bool closing_ = false;
   std::atomic<bool> closing_flag_{false};  // closing_, readable from any thread
   std::optional<websocket::close_reason> close_reason_;
+  std::size_t wake_at_ = 0;
+  std::function<void()> wake_;  // WhenQueuedAtMost's callback, not yet called
 };
 
 }  // namespace

@@ -616,6 +616,63 @@ TEST_F(MessagingApiTest, ASocketResumesFromItsCursorWithoutGapsOrDuplicates) {
             << std::chrono::duration_cast<ms>(replayed - sent).count() << " ms\n";
 }
 
+// Replays stop while their client's queue is full and give their worker
+// back: sockets that resume and then read nothing do not keep another
+// socket's replay waiting.
+TEST_F(MessagingApiTest, ResumingSocketsThatDoNotReadHoldUpNoOtherReplay) {
+  Need({"nina", "pia"});
+  constexpr int kCount = 500;
+  TestAccount& a = nina();
+  TestAccount& b = pia();
+  const std::string conversation = Field(CreateGroup(a, "Stalled " + Unique(""), {&b}), "id");
+  ASSERT_FALSE(conversation.empty());
+  std::string cursor;
+  {
+    Events first(port(), b.token);
+    ASSERT_TRUE(first.ok());
+    cursor = first.ready_cursor();
+  }
+  // About 5 MB of events: more than the kernel's socket buffers take, so a
+  // replay to a socket that does not read fills its queue.
+  const std::string filler(9000, 'x');
+  HttpsConnection connection(port());
+  for (int i = 1; i <= kCount; ++i) {
+    const auto r = connection.Send(
+        "POST", MessagesPath(conversation),
+        Body({{"client_txn_id", Txn()}, {"body", std::to_string(i) + " " + filler}}),
+        BearerHeader(a.token));
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  // More stalled replays than the stream pool has workers.
+  std::vector<std::unique_ptr<Events>> stalled;
+  for (int i = 0; i < 6; ++i) {
+    stalled.push_back(std::make_unique<Events>(port(), b.token, cursor));
+    ASSERT_TRUE(stalled.back()->ok());
+  }
+  std::this_thread::sleep_for(500ms);
+  const auto started = std::chrono::steady_clock::now();
+  Events reader(port(), b.token, cursor);
+  ASSERT_TRUE(reader.ok());
+  int seen = 0;
+  while (seen < kCount) {
+    const auto f = reader.Next();
+    if (!f) break;
+    if (Field(*f, "type") == "message.created" && ConversationOf(*f) == conversation) ++seen;
+  }
+  EXPECT_EQ(seen, kCount) << "the replay stopped (close code " << reader.close_code() << ")";
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  // The stalled ones are still open, and get everything once they read.
+  for (auto& s : stalled) {
+    int got = 0;
+    while (got < kCount) {
+      const auto f = s->Next();
+      if (!f) break;
+      if (Field(*f, "type") == "message.created" && ConversationOf(*f) == conversation) ++got;
+    }
+    EXPECT_EQ(got, kCount) << "closed with " << s->close_code();
+  }
+}
+
 // ---- idempotency and sequence numbers ---------------------------------------------------
 
 TEST_F(MessagingApiTest, SendsAreIdempotentAndSequenceNumbersHaveNoGaps) {
