@@ -37,6 +37,7 @@ struct BodyPiece {
     kEnd,       // `bytes` is the last piece (maybe empty)
     kTooLarge,  // the body ran past the route's limit (answer 413)
     kBroken,    // the client went away, stalled or framed the body badly
+    kBusy,      // too many bodies are being read at once (answer 503)
   };
   State state = State::kBroken;
   std::string bytes;

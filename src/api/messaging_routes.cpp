@@ -282,6 +282,10 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       return Answer(ErrorResponse(request_id_, ApiError::kPayloadTooLarge,
                                   "the attachment is larger than the limit"));
     }
+    if (piece.state == State::kBusy) {
+      return Answer(ErrorResponse(request_id_, ApiError::kUnavailable,
+                                  "too many uploads at once; try again shortly"));
+    }
     if (piece.state == State::kBroken) {
       return Answer(
           ErrorResponse(request_id_, ApiError::kBadRequest, "the body could not be read"));

@@ -286,6 +286,24 @@ Result<bool> StepStreams(storage::Database& db, const Pending& pending,
   });
   if (!listed) return Fail(listed.error());
 
+  // The last batch of the pass waits while an upload is in progress: it may
+  // have begun sealing with the old key. Looked at again after the poll
+  // interval.
+  if (candidates.size() < static_cast<std::size_t>(kStreamBatchRows)) {
+    bool uploading = false;
+    auto open = db.Read([&](storage::Transaction& tx) -> Status {
+      auto row = tx.QueryOne(
+          "SELECT 1 FROM attachments WHERE org_id = ? AND complete = 0 AND destroyed_at IS NULL "
+          "LIMIT 1",
+          {pending.org_id});
+      if (!row) return row.error();
+      uploading = row->has_value();
+      return Ok();
+    });
+    if (!open) return Fail(open.error());
+    if (uploading) return false;
+  }
+
   std::vector<Resealed> batch;
   std::vector<std::string> unopenable;
   std::size_t batch_bytes = 0;
@@ -342,6 +360,30 @@ Result<bool> StepStreams(storage::Database& db, const Pending& pending,
   }
   const bool stage_done = candidates.size() < static_cast<std::size_t>(kStreamBatchRows) &&
                           (candidates.empty() || last_id == candidates.back().first);
+  // Before the rotation may finish, an upload finished after the pass went
+  // by its id (its content, or its name, sealed when it began) is caught by
+  // looking for any value still under an older key, which sends the pass
+  // round again from that column.
+  std::string restart_table;
+  if (stage_done) {
+    const Blob target_version{static_cast<std::uint8_t>(pending.version >> 24),
+                              static_cast<std::uint8_t>(pending.version >> 16),
+                              static_cast<std::uint8_t>(pending.version >> 8),
+                              static_cast<std::uint8_t>(pending.version)};
+    auto checked = db.Read([&](storage::Transaction& tx) -> Status {
+      auto stale = tx.QueryOne(
+          "SELECT coalesce(substr(a.name, 2, 4) < ?2, 0) FROM attachments a "
+          "JOIN attachment_chunks c "
+          "ON c.attachment_id = a.id AND c.n = 0 WHERE a.org_id = ?1 AND a.complete = 1 AND "
+          "a.destroyed_at IS NULL AND (substr(c.data, 2, 4) < ?2 OR substr(a.name, 2, 4) < ?2) "
+          "ORDER BY 1 DESC LIMIT 1",
+          {pending.org_id, target_version});
+      if (!stale) return stale.error();
+      if (*stale) restart_table = (**stale).Int(0) == 1 ? "attachments" : kStreamStage;
+      return Ok();
+    });
+    if (!checked) return Fail(checked.error());
+  }
 
   auto written = db.Write([&](storage::Transaction& tx) -> Status {
     const std::string now = core::NowRfc3339();
@@ -363,10 +405,12 @@ Result<bool> StepStreams(storage::Database& db, const Pending& pending,
       }
       ++resealed;
     }
+    const std::string next_table = restart_table.empty() ? std::string(kStreamStage)
+                                                         : restart_table;
     auto progress = tx.Execute(
         "UPDATE key_rotations SET cursor_table = ?, cursor_id = ?, resealed = resealed + ? "
         "WHERE org_id = ? AND version = ?",
-        {std::string(kStreamStage), last_id, resealed, pending.org_id,
+        {next_table, restart_table.empty() ? last_id : std::string(), resealed, pending.org_id,
          static_cast<std::int64_t>(pending.version)});
     if (!progress) return progress.error();
     for (const std::string& id : unopenable) {
@@ -381,7 +425,7 @@ Result<bool> StepStreams(storage::Database& db, const Pending& pending,
                       ",\"rows\":" + std::to_string(resealed) + "}";
       if (auto appended = audit::Record(tx, event, now); !appended) return appended.error();
     }
-    if (stage_done) return FinishRotation(tx, pending, now);
+    if (stage_done && restart_table.empty()) return FinishRotation(tx, pending, now);
     return Ok();
   });
   for (Resealed& r : batch) {

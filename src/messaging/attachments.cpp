@@ -416,6 +416,36 @@ Result<std::string> AttachmentDownload::Next() {
   return plain;
 }
 
+void Messaging::DiscardUploads(const Principal& caller, const RequestOrigin& origin,
+                               const std::vector<std::string>& ids) {
+  if (ids.empty()) return;
+  std::vector<audit::Event> events;
+  for (const std::string& id : ids) {
+    events.push_back(AuditFor(caller, origin, "attachment.discarded", "attachment", id,
+                              Details({{"reason", "forward_failed"}})));
+  }
+  db_.SubmitWrite(
+      [ids, events = std::move(events), uploader = caller.user_id](Transaction& tx) -> Status {
+        const std::string now = core::NowRfc3339();
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+          auto row = tx.Execute(
+              "UPDATE attachments SET destroyed_at = ?, name = NULL WHERE id = ? AND "
+              "uploader_id = ? AND message_id IS NULL AND destroyed_at IS NULL",
+              {now, ids[i], uploader});
+          if (!row) return row.error();
+          if (*row == 0) continue;
+          auto chunks =
+              tx.Execute("DELETE FROM attachment_chunks WHERE attachment_id = ?", {ids[i]});
+          if (!chunks) return chunks.error();
+          if (auto s = audit::Record(tx, events[i], now); !s) return s;
+        }
+        return Ok();
+      },
+      [](Status s) {
+        if (!s) log::Warn("messaging.upload_cleanup_failed");
+      });
+}
+
 Result<std::string> Messaging::CopyAttachment(const Principal& caller,
                                               const std::string& attachment_id,
                                               const std::string& to_conversation,

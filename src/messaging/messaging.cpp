@@ -844,6 +844,12 @@ void Messaging::Forward(const Principal& caller, const std::string& message_id,
     done(core::Error::kNotFound, "");
     return;
   }
+  // Checked before anything is copied, so a bad request stores nothing.
+  if (!IsClientTxnId(client_txn_id)) {
+    done(core::Error::kInvalidArgument,
+         "client_txn_id is 1 to 64 characters of letters, digits and . _ : -");
+    return;
+  }
   std::optional<SealedMessage> source;
   // A retry of this forward (the same client_txn_id) carries the copies the
   // first one made, so it is answered as the same message.
@@ -904,10 +910,19 @@ void Messaging::Forward(const Principal& caller, const std::string& message_id,
       std::string problem;
       auto copied = CopyAttachment(caller, a.id, to_conversation, origin, &problem);
       if (!copied) {
+        DiscardUploads(caller, origin, copy.attachment_ids);
         done(copied.error(), SafeText::Trusted(problem));
         return;
       }
       copy.attachment_ids.push_back(std::move(*copied));
+    }
+    if (!copy.attachment_ids.empty()) {
+      // A forward refused after all keeps no copies.
+      done = [this, caller, origin, copies = copy.attachment_ids, done = std::move(done)](
+                 Result<Message> result, SafeText problem) {
+        if (!result) DiscardUploads(caller, origin, copies);
+        done(std::move(result), problem);
+      };
     }
   }
   Send(caller, to_conversation, std::move(copy), origin, std::move(done));

@@ -362,6 +362,10 @@ class Messaging {
   Status WriteAndPublish(const std::function<Status(storage::Transaction&,
                                                     std::vector<LiveEvent>&)>& work);
   Status FlushDeliveries(storage::Transaction& tx, std::vector<LiveEvent>& out);
+  // Destroys the caller's unsent uploads `ids`, without waiting (the copies
+  // of a forward that failed), audited as attachment.discarded.
+  void DiscardUploads(const Principal& caller, const RequestOrigin& origin,
+                      const std::vector<std::string>& ids);
   // Copies an attachment's content and name, stream to stream, into an
   // upload of the caller's to `to_conversation`; returns the copy's id.
   Result<std::string> CopyAttachment(const Principal& caller, const std::string& attachment_id,

@@ -617,6 +617,28 @@ TEST_F(MessagingTest, ForwardingCopiesAttachments) {
   EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'attachment.uploaded' AND "
                   "details LIKE '%copied_from%'"),
             1);
+  // A forward that fails part way keeps no copies: here the second of two
+  // files was damaged at rest, after the first was copied.
+  EXPECT_EQ(forward("bad id with spaces").error(), core::Error::kInvalidArgument);
+  auto b1 = Must(messaging_->UploadAttachment(ann_, from.id, "", kPdf + "one", origin_, &problem),
+                 "upload one");
+  auto b2 = Must(messaging_->UploadAttachment(ann_, from.id, "", kPdf + "two", origin_, &problem),
+                 "upload two");
+  NewMessage pair;
+  pair.client_txn_id = "pair";
+  pair.attachment_ids = {b1.id, b2.id};
+  auto two = Must(SendMessage(ann_, from.id, pair), "send two");
+  const std::string damaged = std::max(b1.id, b2.id);  // copied second (ids in order)
+  Exec("UPDATE attachment_chunks SET data = CAST(substr(data, 1, 40) || X'FF' || "
+       "substr(data, 42) AS BLOB) WHERE attachment_id = ?",
+       {damaged});
+  std::promise<Result<Message>> failed;
+  messaging_->Forward(bob_, two.id, to.id, "fwd-pair", origin_,
+                      [&](Result<Message> r, SafeText) { failed.set_value(std::move(r)); });
+  EXPECT_FALSE(failed.get_future().get());
+  Exec("SELECT 1");  // the discard was queued before this write
+  EXPECT_EQ(Count("SELECT count(*) FROM attachments WHERE destroyed_at IS NULL"), 4);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action = 'attachment.discarded'"), 1);
   // Recalling the original leaves the copy (it is the forwarder's now).
   ASSERT_TRUE(messaging_->Recall(ann_, sent.id, origin_));
   EXPECT_TRUE(messaging_->DownloadAttachment(cat_, copy_id, origin_));
@@ -717,6 +739,50 @@ TEST_F(MessagingTest, AttachmentContentIsResealedAfterAKeyRotation) {
     EXPECT_TRUE(got.bytes == contents[i]) << i;
     EXPECT_EQ(got.name, "f" + std::to_string(i));
   }
+}
+
+// An upload begun under the old key and finished while the re-encryption
+// pass runs is not left behind: the pass waits for uploads in progress and
+// goes round again for anything still under an older key.
+TEST_F(MessagingTest, ARotationWaitsForUploadsInProgress) {
+  auto c = Group(ann_, {bob_.user_id});
+  std::string problem;
+  const std::string piece = kPdf + std::string((1 << 20) + 7, 'q');
+  auto upload = Must(messaging_->BeginUpload(ann_, c.id, "late.pdf", origin_, &problem), "begin");
+  ASSERT_TRUE(upload->Append(piece, &problem));  // rows stored under version 1
+  ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
+    auto v = keys::AddDataKeyVersion(tx, *kek_, "org_north", "2000-01-01T00:00:00Z");
+    if (!v) return v.error();
+    return Ok();
+  }));
+  keys::Reencryptor job(*db_, *keys_, {std::chrono::milliseconds(10), 50});
+  for (int steps = 0;; ++steps) {
+    ASSERT_LT(steps, 20);
+    auto step = job.Step();
+    ASSERT_TRUE(step);
+    if (!*step) break;
+  }
+  EXPECT_EQ(Count("SELECT count(*) FROM key_rotations WHERE finished_at IS NULL"), 1);
+  ASSERT_TRUE(upload->Append(piece, &problem));
+  auto done = Must(upload->Finish(&problem), "finish");
+  for (int steps = 0;; ++steps) {
+    ASSERT_LT(steps, 20);
+    auto step = job.Step();
+    ASSERT_TRUE(step);
+    if (!*step) break;
+  }
+  EXPECT_EQ(Count("SELECT count(*) FROM key_rotations WHERE finished_at IS NULL"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks WHERE attachment_id = ? AND n = 0 AND "
+                  "substr(data, 2, 4) = X'00000002'",
+                  {done.id}),
+            1);
+  EXPECT_EQ(Count("SELECT count(*) FROM attachments WHERE id = ? AND "
+                  "substr(name, 2, 4) = X'00000002'",
+                  {done.id}),
+            1);
+  auto got = Must(messaging_->DownloadAttachment(ann_, done.id, origin_), "download");
+  EXPECT_TRUE(got.bytes == piece + piece);
+  EXPECT_EQ(got.name, "late.pdf");
 }
 
 TEST_F(MessagingTest, UnsentUploadsAreDestroyedAfterADay) {

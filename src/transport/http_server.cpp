@@ -226,13 +226,6 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       }
       SetTimeout(state_->limits.header_timeout_ms);
 
-      // Gives a streamed-body slot back when this request is done.
-      struct StreamSlot {
-        std::atomic<int>& count;
-        explicit StreamSlot(std::atomic<int>& c) : count(c) {}
-        ~StreamSlot() { count.fetch_sub(1); }
-      };
-      std::optional<StreamSlot> stream_slot;
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(state_->limits.max_header_bytes));
       // Beast would check a Content-Length against the body limit while the
@@ -278,14 +271,7 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       bool client_keep_alive = parser.get().keep_alive();
       if (streamed) {
         // The handler reads the body itself, once the router has
-        // authenticated the caller; at most kMaxStreamedBodies at once.
-        if (state_->streamed_bodies.fetch_add(1) >= ServerState::kMaxStreamedBodies) {
-          state_->streamed_bodies.fetch_sub(1);
-          co_await RejectAndClose(req, api::ApiError::kUnavailable,
-                                  "too many uploads at once; try again shortly");
-          co_return;
-        }
-        stream_slot.emplace(state_->streamed_bodies);
+        // authenticated the caller (the first read takes a slot).
         expect_continue_ = beast::iequals(parser.get()[http::field::expect], "100-continue");
         body_parser_.emplace(std::move(parser));
         body_stream_ = std::make_shared<StreamedBody>(weak_from_this());
@@ -310,16 +296,23 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       deadline_ = kNoDeadline;
       const api::Route* route = nullptr;
       api::Response res = co_await Dispatch(req, &route);
+      // The watchdog closed the connection meanwhile (a body that stalled):
+      // there is no one to answer.
+      if (closed_) co_return;
 
       // A streamed body the handler did not read to its end (it refused the
       // request early) leaves the connection mid-request: answer, then close.
       bool body_left = false;
-      bool read_pending = false;
       if (body_stream_) {
         body_stream_->closed = true;
-        body_left = !body_parser_->is_done();
-        read_pending = piece_done_ != nullptr;
         body_stream_.reset();
+        if (piece_done_) {
+          // Answered while a read was still running (a handler bug): the
+          // read owns the parser until it ends, so the connection just ends.
+          CloseSocket();
+          co_return;
+        }
+        body_left = !body_parser_->is_done();
       }
       const bool keep_alive =
           client_keep_alive && !body_left && !res.close && !state_->draining;
@@ -329,7 +322,8 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       LogRequest(req, route, res.status,
                  res.body_source ? static_cast<std::size_t>(res.content_length) : res.body.size());
       body_parser_.reset();
-      if (written && body_left && !read_pending) co_await Linger();
+      stream_slot_.reset();
+      if (written && body_left) co_await Linger();
       if (!written || !keep_alive) co_return;
     }
   }
@@ -341,17 +335,38 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
     void Read(std::size_t size, std::function<void(api::BodyPiece)> done) override {
       auto self = session.lock();
       if (!self) return done({});
-      net::post(self->stream_.get_executor(), [self, size, done = std::move(done)]() mutable {
-        self->StartPiece(size, std::move(done));
-      });
+      net::post(self->stream_.get_executor(),
+                [self, from = this, size, done = std::move(done)]() mutable {
+                  self->StartPiece(from, size, std::move(done));
+                });
     }
     std::weak_ptr<HttpSession> session;
     bool closed = false;  // set once the handler has answered; on the strand
   };
 
+  // Gives a streamed-body slot back when its request is done.
+  struct StreamSlot {
+    std::atomic<int>& count;
+    explicit StreamSlot(std::atomic<int>& c) : count(c) {}
+    ~StreamSlot() { count.fetch_sub(1); }
+  };
+
   // REQUIRES: on the strand.
-  void StartPiece(std::size_t size, std::function<void(api::BodyPiece)> done) {
-    if (!body_stream_ || body_stream_->closed || piece_done_ || closed_) return done({});
+  void StartPiece(const StreamedBody* from, std::size_t size,
+                  std::function<void(api::BodyPiece)> done) {
+    // Only the current request's body, one read at a time.
+    if (from != body_stream_.get() || body_stream_->closed || piece_done_ || closed_) {
+      return done({});
+    }
+    // The first read, made once the caller is authorized, takes one of the
+    // kMaxStreamedBodies slots: unauthenticated clients cannot use them up.
+    if (!stream_slot_) {
+      if (state_->streamed_bodies.fetch_add(1) >= ServerState::kMaxStreamedBodies) {
+        state_->streamed_bodies.fetch_sub(1);
+        return done({api::BodyPiece::State::kBusy, {}});
+      }
+      stream_slot_.emplace(state_->streamed_bodies);
+    }
     piece_done_ = std::move(done);
     piece_.bytes.resize(size);
     piece_got_ = 0;
@@ -385,6 +400,7 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
     http::async_read_some(
         stream_, buffer_, *body_parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+          if (!self->body_parser_) return self->EndPiece(api::BodyPiece::State::kBroken);
           auto& b = self->body_parser_->get().body();
           self->piece_got_ = self->piece_.bytes.size() - b.size;
           if (ec == http::error::need_buffer) ec = {};
@@ -397,10 +413,10 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
   void EndPiece(api::BodyPiece::State state) {
     deadline_ = kNoDeadline;  // the handler's own time does not count
     piece_.state = state;
-    piece_.bytes.resize(state == api::BodyPiece::State::kMore ||
-                                state == api::BodyPiece::State::kEnd
-                            ? piece_got_
-                            : 0);
+    const bool keep = state == api::BodyPiece::State::kMore || state == api::BodyPiece::State::kEnd;
+    // What is dropped may be plaintext PHI.
+    if (!keep) OPENSSL_cleanse(piece_.bytes.data(), piece_.bytes.size());
+    piece_.bytes.resize(keep ? piece_got_ : 0);
     auto done = std::move(piece_done_);
     piece_done_ = nullptr;
     api::BodyPiece out = std::move(piece_);
@@ -469,7 +485,11 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
     if (hec) co_return false;
     std::int64_t sent = 0;
     for (;;) {
+      // Producing a piece (storage, the pool) is the server's time, not the
+      // client's: no deadline while it is made.
+      deadline_ = kNoDeadline;
       Result<std::string> piece = co_await NextPiece(*res.body_source);
+      if (closed_) co_return false;
       if (!piece) co_return false;
       if (piece->empty()) break;
       sent += static_cast<std::int64_t>(piece->size());
@@ -578,6 +598,7 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
   // A streamed request body being read by its handler.
   std::optional<http::request_parser<http::buffer_body>> body_parser_;
   std::shared_ptr<StreamedBody> body_stream_;
+  std::optional<StreamSlot> stream_slot_;
   bool expect_continue_ = false;
   std::optional<http::response<http::empty_body>> continue_;
   api::BodyPiece piece_;

@@ -47,7 +47,7 @@ TlsSocket::error_code TlsSocket::ErrorFor(int ssl_error) {
 
 void teardown(boost::beast::role_type, TlsSocket& socket, boost::system::error_code& ec) {
   ERR_clear_error();
-  SSL_shutdown(socket.native_handle());
+  if (socket.next_layer().is_open()) SSL_shutdown(socket.native_handle());
   ERR_clear_error();
   ec = {};
 }

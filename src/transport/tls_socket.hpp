@@ -16,6 +16,7 @@
 // that); every operation of one connection runs on its strand, so OpenSSL is
 // never entered from two threads for the same connection.
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -126,6 +127,9 @@ class TlsSocket {
     template <class Self>
     void operator()(Self& self, error_code ec = {}) {
       if (ec) return Complete(self, ec, 0);
+      // Once the socket is closed its descriptor number may already belong
+      // to another connection or file: OpenSSL must not touch it again.
+      if (!s->socket_.is_open()) return Complete(self, boost::asio::error::bad_descriptor, 0);
       std::size_t n = 0;
       ERR_clear_error();
       int rc = 0;
@@ -167,6 +171,8 @@ class TlsSocket {
 
     template <class Self>
     void Complete(Self& self, error_code ec, std::size_t n) {
+      // The gathered copy is plaintext (a response, a frame).
+      if (!gathered.empty()) OPENSSL_cleanse(gathered.data(), gathered.size());
       if (waited) return Finish(self, ec, n);
       // Nothing was waited for: complete through the executor rather than
       // inside the caller's initiating call.
