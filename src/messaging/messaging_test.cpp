@@ -165,6 +165,26 @@ class MessagingTest : public ::testing::Test {
     return n;
   }
 
+  // A rotation of org_north's data key, begun long enough ago that the
+  // re-encryption job takes it up at once.
+  void RotateNorthKey() {
+    ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
+      auto v = keys::AddDataKeyVersion(tx, *kek_, "org_north", "2000-01-01T00:00:00Z");
+      if (!v) return v.error();
+      return Ok();
+    }));
+  }
+
+  // Runs the job's batches until it has nothing (more) to do now.
+  static void RunUntilIdle(keys::Reencryptor& job) {
+    for (int steps = 0;; ++steps) {
+      ASSERT_LT(steps, 20);
+      auto step = job.Step();
+      ASSERT_TRUE(step);
+      if (!*step) return;
+    }
+  }
+
   // The first column of the first row, as text.
   std::string Text(const std::string& sql) {
     std::string out;
@@ -715,19 +735,10 @@ TEST_F(MessagingTest, AttachmentContentIsResealedAfterAKeyRotation) {
   };
   EXPECT_EQ(versions(), (std::set<std::uint32_t>{1}));
   const std::int64_t rows = Count("SELECT count(*) FROM attachment_chunks");
-  ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
-    auto v = keys::AddDataKeyVersion(tx, *kek_, "org_north", "2000-01-01T00:00:00Z");
-    if (!v) return v.error();
-    return Ok();
-  }));
+  RotateNorthKey();
 
   keys::Reencryptor job(*db_, *keys_, {std::chrono::milliseconds(10), 50});
-  for (int steps = 0;; ++steps) {
-    ASSERT_LT(steps, 20);
-    auto step = job.Step();
-    ASSERT_TRUE(step);
-    if (!*step) break;
-  }
+  RunUntilIdle(job);
   EXPECT_EQ(versions(), (std::set<std::uint32_t>{2}));
   EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks"), rows);
   EXPECT_EQ(Count("SELECT count(*) FROM key_rotations WHERE finished_at IS NOT NULL"), 1);
@@ -750,27 +761,13 @@ TEST_F(MessagingTest, ARotationWaitsForUploadsInProgress) {
   const std::string piece = kPdf + std::string((1 << 20) + 7, 'q');
   auto upload = Must(messaging_->BeginUpload(ann_, c.id, "late.pdf", origin_, &problem), "begin");
   ASSERT_TRUE(upload->Append(piece, &problem));  // rows stored under version 1
-  ASSERT_TRUE(db_->Write([&](storage::Transaction& tx) -> Status {
-    auto v = keys::AddDataKeyVersion(tx, *kek_, "org_north", "2000-01-01T00:00:00Z");
-    if (!v) return v.error();
-    return Ok();
-  }));
+  RotateNorthKey();
   keys::Reencryptor job(*db_, *keys_, {std::chrono::milliseconds(10), 50});
-  for (int steps = 0;; ++steps) {
-    ASSERT_LT(steps, 20);
-    auto step = job.Step();
-    ASSERT_TRUE(step);
-    if (!*step) break;
-  }
+  RunUntilIdle(job);
   EXPECT_EQ(Count("SELECT count(*) FROM key_rotations WHERE finished_at IS NULL"), 1);
   ASSERT_TRUE(upload->Append(piece, &problem));
   auto done = Must(upload->Finish(&problem), "finish");
-  for (int steps = 0;; ++steps) {
-    ASSERT_LT(steps, 20);
-    auto step = job.Step();
-    ASSERT_TRUE(step);
-    if (!*step) break;
-  }
+  RunUntilIdle(job);
   EXPECT_EQ(Count("SELECT count(*) FROM key_rotations WHERE finished_at IS NULL"), 0);
   EXPECT_EQ(Count("SELECT count(*) FROM attachment_chunks WHERE attachment_id = ? AND n = 0 AND "
                   "substr(data, 2, 4) = X'00000002'",
