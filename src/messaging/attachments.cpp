@@ -203,16 +203,7 @@ Status AttachmentUpload::Append(std::string_view bytes, std::string* problem) {
   }
   info_.size += static_cast<std::int64_t>(bytes.size());
   sealer_->Write({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()},
-                 [this](std::span<const std::uint8_t> sealed) {
-                   while (!sealed.empty()) {
-                     if (rows_.back().size() == kStoredChunkBytes) rows_.emplace_back();
-                     storage::Blob& row = rows_.back();
-                     if (row.capacity() < kStoredChunkBytes) row.reserve(kStoredChunkBytes);
-                     const std::size_t n = std::min(kStoredChunkBytes - row.size(), sealed.size());
-                     row.insert(row.end(), sealed.begin(), sealed.begin() + n);
-                     sealed = sealed.subspan(n);
-                   }
-                 });
+                 [this](std::span<const std::uint8_t> sealed) { Keep(sealed); });
   if (rows_.front().size() < kStoredChunkBytes) return Ok();
   if (auto s = WriteRows(false); !s) {
     failed_ = true;
@@ -228,21 +219,25 @@ Result<Attachment> AttachmentUpload::Finish(std::string* problem) {
     *problem = "an attachment needs at least one byte";
     return core::Error::kInvalidArgument;
   }
-  sealer_->Finish([this](std::span<const std::uint8_t> sealed) {
-    while (!sealed.empty()) {
-      if (rows_.back().size() == kStoredChunkBytes) rows_.emplace_back();
-      storage::Blob& row = rows_.back();
-      const std::size_t n = std::min(kStoredChunkBytes - row.size(), sealed.size());
-      row.insert(row.end(), sealed.begin(), sealed.begin() + n);
-      sealed = sealed.subspan(n);
-    }
-  });
+  sealer_->Finish([this](std::span<const std::uint8_t> sealed) { Keep(sealed); });
   if (auto s = WriteRows(true); !s) {
     failed_ = true;
     return s.error();
   }
   finished_ = true;
   return info_;
+}
+
+// Adds sealed bytes to the rows waiting to be stored, kStoredChunkBytes each.
+void AttachmentUpload::Keep(std::span<const std::uint8_t> sealed) {
+  while (!sealed.empty()) {
+    if (rows_.back().size() == kStoredChunkBytes) rows_.emplace_back();
+    storage::Blob& row = rows_.back();
+    if (row.capacity() < kStoredChunkBytes) row.reserve(kStoredChunkBytes);
+    const std::size_t n = std::min(kStoredChunkBytes - row.size(), sealed.size());
+    row.insert(row.end(), sealed.begin(), sealed.begin() + n);
+    sealed = sealed.subspan(n);
+  }
 }
 
 // Stores the full rows (all of them when `last`), the first time together

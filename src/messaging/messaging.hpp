@@ -154,6 +154,7 @@ class AttachmentUpload {
   AttachmentUpload(Messaging& messaging, Principal caller, RequestOrigin origin,
                    std::string conversation_id, storage::Value sealed_name,
                    std::shared_ptr<const keys::OrgKeys> keys);
+  void Keep(std::span<const std::uint8_t> sealed);
   Status WriteRows(bool last);
   void Abandon();
 
