@@ -36,90 +36,24 @@ for bin in "$server_bin" "$loadgen_bin"; do
   fi
 done
 
-# Seconds to wait for the server to print its address, and to stop.
-readonly start_timeout=30
-readonly stop_timeout=20
+bench_name=run_http_bench
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
-work_dir=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/carewire-http-bench.XXXXXX")
-server_pid=""
-loadgen_pid=""
-
-# True while the process runs. (kill -0 is not enough: it succeeds on a child
-# that has exited but not yet been waited for.)
-alive() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ $state != Z* ]]
-}
-
-# Sends SIGTERM and waits up to stop_timeout for the server to exit.
-stop_server() {
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for ((i = 0; i < stop_timeout * 10; i++)); do
-    alive "$server_pid" || return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# shellcheck disable=SC2317  # called from the EXIT trap
-cleanup() {
-  # Nothing may cut the clean-up short, not even a closed output pipe.
-  trap '' HUP INT PIPE TERM
-  if [[ -n $loadgen_pid ]]; then
-    kill -TERM "$loadgen_pid" 2>/dev/null || true
-  fi
-  if [[ -n $server_pid ]] && alive "$server_pid"; then
-    stop_server || kill -KILL "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work_dir"
-}
-trap cleanup EXIT
-# A signal that would end the shell without running the EXIT trap becomes an
-# exit, so the server is never left behind (SIGKILL aside).
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 141' PIPE
-trap 'exit 143' TERM
-
-: >"$work_dir/stdout"
-# Stderr carries the server's JSON log lines, one per request: not wanted here.
-CAREWIRE_DIAGNOSTICS_WRITE_PROBE=true "$server_bin" serve \
-  --data-dir "$work_dir/data" --listen 127.0.0.1:0 >"$work_dir/stdout" 2>/dev/null &
-server_pid=$!
-
-port=""
-for ((i = 0; i < start_timeout * 10; i++)); do
-  port=$(sed -n 's#^listening on https://127\.0\.0\.1:\([0-9][0-9]*\)$#\1#p' "$work_dir/stdout")
-  [[ -n $port ]] && break
-  if ! alive "$server_pid"; then
-    echo "run_http_bench: the server exited before listening" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-if [[ -z $port ]]; then
-  echo "run_http_bench: the server did not report a port within ${start_timeout} s" >&2
-  exit 1
-fi
+bench_start_server CAREWIRE_DIAGNOSTICS_WRITE_PROBE=true "$server_bin" serve \
+  --data-dir "$work_dir/data" --listen 127.0.0.1:0
 
 echo "carewire $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo '?') on 127.0.0.1:$port"
-echo "machine: $(nproc) cpus, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine
 echo "runs: ${duration} s measured after ${warmup} s warm-up, loadgen io threads ${loadgen_threads}"
 echo
 
 status=0
-# Runs the load generator in the background and waits for it, so that a
-# signal to this script is handled at once rather than after the run.
 run() {
   local conns=$1
   shift
-  "$loadgen_bin" --host 127.0.0.1 --port "$port" --connections "$conns" \
-    --threads "$loadgen_threads" --duration "$duration" --warmup "$warmup" "$@" &
-  loadgen_pid=$!
-  wait "$loadgen_pid" || status=1
-  loadgen_pid=""
-  echo
+  bench_run_load "$loadgen_bin" --host 127.0.0.1 --port "$port" --connections "$conns" \
+    --threads "$loadgen_threads" --duration "$duration" --warmup "$warmup" "$@"
 }
 
 for conns in $connections; do
@@ -130,16 +64,5 @@ for conns in $connections; do
     --content-type application/json --body '{}'
 done
 
-server_rc=0
-if ! stop_server; then
-  echo "run_http_bench: the server did not stop within ${stop_timeout} s of SIGTERM" >&2
-  exit 1  # the EXIT trap kills it
-fi
-wait "$server_pid" || server_rc=$?
-server_pid=""
-if [[ $server_rc -ne 0 ]]; then
-  echo "run_http_bench: the server exited with status $server_rc after SIGTERM" >&2
-  exit 1
-fi
-echo "server stopped cleanly (exit 0)"
+bench_stop_server
 exit "$status"

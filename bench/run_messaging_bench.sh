@@ -81,44 +81,9 @@ if ! /usr/bin/python3 -c 'import pyotp' 2>/dev/null; then
   exit 2
 fi
 
-readonly start_timeout=30
-readonly stop_timeout=20
-
-work_dir=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/carewire-messaging-bench.XXXXXX")
-server_pid=""
-load_pid=""
-
-alive() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ $state != Z* ]]
-}
-
-stop_server() {
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for ((i = 0; i < stop_timeout * 10; i++)); do
-    alive "$server_pid" || return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# shellcheck disable=SC2317  # called from the EXIT trap
-cleanup() {
-  trap '' HUP INT PIPE TERM
-  if [[ -n $load_pid ]]; then
-    kill -TERM "$load_pid" 2>/dev/null || true
-  fi
-  if [[ -n $server_pid ]] && alive "$server_pid"; then
-    stop_server || kill -KILL "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work_dir"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 141' PIPE
-trap 'exit 143' TERM
+bench_name=run_messaging_bench
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 
 # Kilobytes of a process's resident memory (VmRSS or another status field).
 status_kb() {
@@ -143,31 +108,13 @@ if [[ -z $owner_password ]]; then
 fi
 
 max_connections=$((idle_connections + 1000))
-: >"$work_dir/stdout"
 show CAREWIRE_LIMITS_MAX_CONNECTIONS=$max_connections "$server_bin" serve \
   --data-dir "$data_dir" --listen 127.0.0.1:0 "2>/dev/null"
-# Stderr carries the server's JSON log lines, one per request: not wanted here.
-CAREWIRE_LIMITS_MAX_CONNECTIONS=$max_connections "$server_bin" serve \
-  --data-dir "$data_dir" --listen 127.0.0.1:0 >"$work_dir/stdout" 2>/dev/null &
-server_pid=$!
-
-port=""
-for ((i = 0; i < start_timeout * 10; i++)); do
-  port=$(sed -n 's#^listening on https://127\.0\.0\.1:\([0-9][0-9]*\)$#\1#p' "$work_dir/stdout")
-  [[ -n $port ]] && break
-  if ! alive "$server_pid"; then
-    echo "run_messaging_bench: the server exited before listening" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-if [[ -z $port ]]; then
-  echo "run_messaging_bench: the server did not report a port within ${start_timeout} s" >&2
-  exit 1
-fi
+bench_start_server CAREWIRE_LIMITS_MAX_CONNECTIONS=$max_connections "$server_bin" serve \
+  --data-dir "$data_dir" --listen 127.0.0.1:0
 
 echo "carewire $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?') (binary built $(date -r "$server_bin" '+%F %T')) on 127.0.0.1:$port (pid $server_pid)"
-echo "machine: $(nproc) cpus, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine
 echo
 
 setup_file=$work_dir/setup.txt
@@ -182,15 +129,9 @@ echo
 common=(--port "$port" --setup "$setup_file" --threads "$loadgen_threads" --server-pid "$server_pid")
 status=0
 
-# Runs the load generator in the background and waits for it, so that a
-# signal to this script is handled at once.
 run_load() {
   show "$load_bin" "$@"
-  "$load_bin" "$@" &
-  load_pid=$!
-  wait "$load_pid" || status=1
-  load_pid=""
-  echo
+  bench_run_load "$load_bin" "$@"
 }
 
 run_idle() {
@@ -267,16 +208,5 @@ for mode in $modes; do
   esac
 done
 
-server_rc=0
-if ! stop_server; then
-  echo "run_messaging_bench: the server did not stop within ${stop_timeout} s of SIGTERM" >&2
-  exit 1
-fi
-wait "$server_pid" || server_rc=$?
-server_pid=""
-if [[ $server_rc -ne 0 ]]; then
-  echo "run_messaging_bench: the server exited with status $server_rc after SIGTERM" >&2
-  exit 1
-fi
-echo "server stopped cleanly (exit 0)"
+bench_stop_server
 exit "$status"
