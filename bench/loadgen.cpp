@@ -42,6 +42,8 @@
 #include <thread>
 #include <vector>
 
+#include "net_load.hpp"
+
 namespace cw::bench {
 namespace {
 
@@ -253,14 +255,6 @@ void RunThread(const Options& options, const Schedule& schedule,
   ioc.run();
 }
 
-// Nearest-rank percentile of sorted samples.
-std::uint32_t Percentile(const std::vector<std::uint32_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  const auto rank =
-      static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
-  return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
-}
-
 struct Report {
   std::uint64_t requests = 0;
   std::uint64_t non_2xx = 0;
@@ -348,27 +342,6 @@ void PrintJson(const Options& options, const Report& r) {
 }
 
 // Resolves the target and keeps only loopback addresses (see the file comment).
-std::vector<tcp::endpoint> ResolveLoopback(const Options& options) {
-  asio::io_context ioc;
-  tcp::resolver resolver(ioc);
-  boost::system::error_code ec;
-  const auto results = resolver.resolve(options.host, std::to_string(options.port), ec);
-  std::vector<tcp::endpoint> endpoints;
-  if (ec) {
-    std::fprintf(stderr, "carewire-loadgen: cannot resolve %s: %s\n", options.host.c_str(),
-                 ec.message().c_str());
-    return endpoints;
-  }
-  for (const auto& entry : results) {
-    if (entry.endpoint().address().is_loopback()) endpoints.push_back(entry.endpoint());
-  }
-  if (endpoints.empty()) {
-    std::fprintf(stderr, "carewire-loadgen: %s is not a loopback address; refusing\n",
-                 options.host.c_str());
-  }
-  return endpoints;
-}
-
 int Main(int argc, char** argv) {
   Options options;
   CLI::App app{"Closed-loop HTTPS load generator for a local Carewire server."};
@@ -403,7 +376,8 @@ int Main(int argc, char** argv) {
   }
   options.threads = std::min(options.threads, options.connections);
 
-  const std::vector<tcp::endpoint> endpoints = ResolveLoopback(options);
+  const std::vector<tcp::endpoint> endpoints =
+      ResolveLoopback("carewire-loadgen", options.host, options.port);
   if (endpoints.empty()) return 2;
 
   ssl::context tls(ssl::context::tls_client);

@@ -79,6 +79,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "net_load.hpp"
+
 namespace cw::bench {
 namespace {
 
@@ -161,8 +163,8 @@ bool ReadSetup(const std::string& path, Setup& setup) {
       int member = 0;
       while (fields >> member) {
         if (member < 0 || static_cast<std::size_t>(member) >= setup.users.size()) {
-          std::fprintf(stderr, "carewire-messaging-load: %s:%d: unknown member %d\n",
-                       path.c_str(), number, member);
+          std::fprintf(stderr, "carewire-messaging-load: %s:%d: unknown member %d\n", path.c_str(),
+                       number, member);
           return false;
         }
         c.members.push_back(member);
@@ -219,10 +221,10 @@ struct Options {
 
 struct Tally {
   // Senders.
-  std::uint64_t sent = 0;       // requests counted in the window
-  std::uint64_t acked = 0;      // of those, answered 201
-  std::uint64_t non_201 = 0;    // of those, answered otherwise
-  std::uint64_t unanswered = 0; // of those, no answer before the sockets were cut
+  std::uint64_t sent = 0;                 // requests counted in the window
+  std::uint64_t acked = 0;                // of those, answered 201
+  std::uint64_t non_201 = 0;              // of those, answered otherwise
+  std::uint64_t unanswered = 0;           // of those, no answer before the sockets were cut
   std::uint64_t expected_deliveries = 0;  // acked x listening members but the sender
   std::uint64_t io_errors = 0;
   std::uint64_t connects = 0;
@@ -231,13 +233,13 @@ struct Tally {
   std::vector<std::uint32_t> ack_us;
   std::vector<std::uint32_t> lag_us;  // latency mode: write start minus schedule
   // Listeners.
-  std::uint64_t created_frames = 0;    // every message.created, window or not
-  std::uint64_t receipt_frames = 0;    // every receipt
+  std::uint64_t created_frames = 0;  // every message.created, window or not
+  std::uint64_t receipt_frames = 0;  // every receipt
   std::uint64_t other_frames = 0;
-  std::uint64_t created_in_window = 0; // message.created arriving inside the window
+  std::uint64_t created_in_window = 0;  // message.created arriving inside the window
   std::uint64_t receipts_in_window = 0;
-  std::uint64_t deliveries = 0;        // to a member other than the sender, sent in window
-  std::uint64_t listeners_lost = 0;    // sockets the server closed before the end
+  std::uint64_t deliveries = 0;      // to a member other than the sender, sent in window
+  std::uint64_t listeners_lost = 0;  // sockets the server closed before the end
   std::string first_close;
   std::vector<std::uint32_t> delivery_us;
   bool truncated = false;
@@ -269,10 +271,10 @@ struct Shared {
   std::vector<tcp::endpoint> endpoints;
   ssl::context tls{ssl::context::tls_client};
   std::string host_header;
-  std::string run_id;  // makes client_txn_ids unique across runs
-  Schedule schedule;   // set once before the senders start, then constant
+  std::string run_id;                  // makes client_txn_ids unique across runs
+  Schedule schedule;                   // set once before the senders start, then constant
   std::atomic<bool> scheduled{false};  // schedule is set (release / acquire)
-  std::vector<char> listening;  // per user: a socket of theirs reads the stream
+  std::vector<char> listening;         // per user: a socket of theirs reads the stream
   std::atomic<int> listeners_ready{0};
   std::atomic<int> listeners_failed{0};
   std::atomic<int> senders_live{0};
@@ -403,10 +405,9 @@ asio::awaitable<void> RunListener(Shared& shared, Worker& worker, int user) {
       if (!shared.stopping.load()) {
         ++tally.listeners_lost;
         if (tally.first_close.empty()) {
-          tally.first_close = ws.reason().code != 0
-                                  ? std::to_string(ws.reason().code) + " " +
-                                        ws.reason().reason.c_str()
-                                  : ec.message();
+          tally.first_close = ws.reason().code != 0 ? std::to_string(ws.reason().code) + " " +
+                                                          ws.reason().reason.c_str()
+                                                    : ec.message();
         }
       }
       co_return;
@@ -455,8 +456,8 @@ struct SenderPlan {
   int client = 0;
   int connection = 0;
   int conversation = 0;
-  int sender = 0;  // user index
-  std::string prefix;  // request line and headers up to Content-Length's value
+  int sender = 0;                     // user index
+  std::string prefix;                 // request line and headers up to Content-Length's value
   std::uint64_t other_listeners = 0;  // listening members but the sender
 };
 
@@ -680,10 +681,9 @@ asio::awaitable<void> HoldIdle(Shared& shared, Worker& worker, std::unique_ptr<W
         ++shared.idle_lost;
         Tally& t = worker.tally;
         if (t.first_close.empty()) {
-          t.first_close = ws->reason().code != 0
-                              ? std::to_string(ws->reason().code) + " " +
-                                    ws->reason().reason.c_str()
-                              : ec.message();
+          t.first_close = ws->reason().code != 0 ? std::to_string(ws->reason().code) + " " +
+                                                       ws->reason().reason.c_str()
+                                                 : ec.message();
         }
       }
       co_return;
@@ -704,8 +704,8 @@ asio::awaitable<void> IdleOpener(Shared& shared, Worker& worker) {
     bool ok;
     {
       Registration reg(worker, beast::get_lowest_layer(*ws));
-      ok = co_await OpenStream(shared, *ws, shared.setup.users[static_cast<std::size_t>(i) % users].token,
-                               worker.tally);
+      ok = co_await OpenStream(
+          shared, *ws, shared.setup.users[static_cast<std::size_t>(i) % users].token, worker.tally);
     }
     if (!ok) {
       ++shared.idle_failed;
@@ -720,10 +720,10 @@ asio::awaitable<void> IdleOpener(Shared& shared, Worker& worker) {
 // Measuring the server and this process
 
 struct CpuSnapshot {
-  double self_s = 0;    // this process, user + system
-  double server_s = -1; // the server, user + system; -1 when unknown
+  double self_s = 0;                     // this process, user + system
+  double server_s = -1;                  // the server, user + system; -1 when unknown
   std::map<int, double> server_threads;  // tid -> user + system seconds
-  double busy_s = 0;    // the whole machine, all CPUs
+  double busy_s = 0;                     // the whole machine, all CPUs
   double wall_s = 0;
 };
 
@@ -823,13 +823,6 @@ ServerMetrics ScrapeMetrics(Shared& shared) {
 // ---------------------------------------------------------------------------
 // Running and reporting
 
-std::uint32_t Percentile(const std::vector<std::uint32_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  const auto rank =
-      static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
-  return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
-}
-
 void PrintLatency(const char* label, std::vector<std::uint32_t>& v) {
   std::sort(v.begin(), v.end());
   std::printf("  %-22s %9s %9s %9s %9s %9s %9s   (n=%zu)\n", label, "p50", "p90", "p99", "p99.9",
@@ -854,27 +847,6 @@ void RaiseFileLimit() {
     lim.rlim_cur = lim.rlim_max;
     setrlimit(RLIMIT_NOFILE, &lim);
   }
-}
-
-std::vector<tcp::endpoint> ResolveLoopback(const Options& options) {
-  asio::io_context ioc;
-  tcp::resolver resolver(ioc);
-  boost::system::error_code ec;
-  const auto results = resolver.resolve(options.host, std::to_string(options.port), ec);
-  std::vector<tcp::endpoint> endpoints;
-  if (ec) {
-    std::fprintf(stderr, "carewire-messaging-load: cannot resolve %s: %s\n",
-                 options.host.c_str(), ec.message().c_str());
-    return endpoints;
-  }
-  for (const auto& entry : results) {
-    if (entry.endpoint().address().is_loopback()) endpoints.push_back(entry.endpoint());
-  }
-  if (endpoints.empty()) {
-    std::fprintf(stderr, "carewire-messaging-load: %s is not a loopback address; refusing\n",
-                 options.host.c_str());
-  }
-  return endpoints;
 }
 
 void SpawnOn(Worker& w, std::function<asio::awaitable<void>()> make,
@@ -943,9 +915,10 @@ int RunIdle(Shared& shared, std::vector<std::unique_ptr<Worker>>& workers) {
   WaitFor([&] { return shared.idle_ready + shared.idle_failed >= o.idle_connections; },
           std::chrono::hours(1));
   const double took = std::chrono::duration<double>(Clock::now() - started).count();
-  std::printf("idle: %d WebSockets open and authenticated, %d failed, in %.1f s (%d users' tokens)\n",
-              shared.idle_ready.load(), shared.idle_failed.load(), took,
-              static_cast<int>(shared.setup.users.size()));
+  std::printf(
+      "idle: %d WebSockets open and authenticated, %d failed, in %.1f s (%d users' tokens)\n",
+      shared.idle_ready.load(), shared.idle_failed.load(), took,
+      static_cast<int>(shared.setup.users.size()));
   std::printf("IDLE READY\n");
   std::fflush(stdout);
 
@@ -954,10 +927,9 @@ int RunIdle(Shared& shared, std::vector<std::unique_ptr<Worker>>& workers) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
-  const auto hold_until =
-      o.hold_s > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(o.hold_s))
-                   : Clock::time_point::max();
+  const auto hold_until = o.hold_s > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                            std::chrono::duration<double>(o.hold_s))
+                                       : Clock::time_point::max();
   while (Clock::now() < hold_until) {
     timespec ts{0, 200'000'000};
     if (sigtimedwait(&set, nullptr, &ts) > 0) break;
@@ -1053,7 +1025,8 @@ int RunTraffic(Shared& shared, std::vector<std::unique_ptr<Worker>>& workers) {
   // 4. Answers and deliveries in flight get the grace period.
   WaitFor([&] { return shared.senders_live.load() == 0; }, s.hard_stop - Clock::now());
   // Deliveries of the last messages arrive shortly after their answers.
-  std::this_thread::sleep_until(std::min(s.hard_stop, Clock::now() + std::chrono::milliseconds(500)));
+  std::this_thread::sleep_until(
+      std::min(s.hard_stop, Clock::now() + std::chrono::milliseconds(500)));
   StopWorkers(shared, workers, std::chrono::seconds(3));
 
   Tally total;
@@ -1085,7 +1058,8 @@ int RunTraffic(Shared& shared, std::vector<std::unique_ptr<Worker>>& workers) {
 
   const double window = o.duration_s;
   std::size_t max_members = 0;
-  for (const Conversation& c : setup.conversations) max_members = std::max(max_members, c.members.size());
+  for (const Conversation& c : setup.conversations)
+    max_members = std::max(max_members, c.members.size());
   if (open_loop) {
     std::printf("latency: open loop at %.0f msgs/s over %d connections (%.2f ms apart each)\n",
                 o.rate, o.senders, 1000.0 * o.senders / o.rate);
@@ -1093,10 +1067,11 @@ int RunTraffic(Shared& shared, std::vector<std::unique_ptr<Worker>>& workers) {
     std::printf("throughput: %d clients x %d connection(s) x pipeline %d, closed loop\n", o.clients,
                 o.connections, o.pipeline);
   }
-  std::printf("  %zu conversations of up to %zu members, %d listening sockets (%s), %d io thread(s), "
-              "body %d bytes\n",
-              setup.conversations.size(), max_members, want_listeners,
-              o.listen ? "one per member user" : "none", o.threads, o.body_bytes);
+  std::printf(
+      "  %zu conversations of up to %zu members, %d listening sockets (%s), %d io thread(s), "
+      "body %d bytes\n",
+      setup.conversations.size(), max_members, want_listeners,
+      o.listen ? "one per member user" : "none", o.threads, o.body_bytes);
   std::printf("  window %.1f s after %.1f s warm-up\n", window, o.warmup_s);
   std::printf("  acked msgs/s (201)     %.1f   (%llu acknowledged durable in the window)\n",
               static_cast<double>(total.acked) / window,
@@ -1115,17 +1090,19 @@ int RunTraffic(Shared& shared, std::vector<std::unique_ptr<Worker>>& workers) {
   PrintLatency(open_loop ? "ack latency (us)*" : "ack latency (us)", total.ack_us);
   PrintLatency("delivery latency (us)", total.delivery_us);
   if (open_loop) PrintLatency("sender lag (us)", total.lag_us);
-  std::printf("  deliveries             %llu of %llu expected (sent in the window, to members "
-              "other than the sender)\n",
-              static_cast<unsigned long long>(total.deliveries),
-              static_cast<unsigned long long>(total.expected_deliveries));
-  std::printf("  frames/s in window     message.created %.0f, receipt %.0f (all run: %llu, %llu, "
-              "other %llu)\n",
-              static_cast<double>(total.created_in_window) / window,
-              static_cast<double>(total.receipts_in_window) / window,
-              static_cast<unsigned long long>(total.created_frames),
-              static_cast<unsigned long long>(total.receipt_frames),
-              static_cast<unsigned long long>(total.other_frames));
+  std::printf(
+      "  deliveries             %llu of %llu expected (sent in the window, to members "
+      "other than the sender)\n",
+      static_cast<unsigned long long>(total.deliveries),
+      static_cast<unsigned long long>(total.expected_deliveries));
+  std::printf(
+      "  frames/s in window     message.created %.0f, receipt %.0f (all run: %llu, %llu, "
+      "other %llu)\n",
+      static_cast<double>(total.created_in_window) / window,
+      static_cast<double>(total.receipts_in_window) / window,
+      static_cast<unsigned long long>(total.created_frames),
+      static_cast<unsigned long long>(total.receipt_frames),
+      static_cast<unsigned long long>(total.other_frames));
   if (total.listeners_lost > 0) {
     std::printf("  listeners closed by the server: %llu (first: %s)\n",
                 static_cast<unsigned long long>(total.listeners_lost), total.first_close.c_str());
@@ -1153,11 +1130,12 @@ int RunTraffic(Shared& shared, std::vector<std::unique_ptr<Worker>>& workers) {
     const double commits = m1.commits - m0.commits;
     const double works = m1.batch_sum - m0.batch_sum;
     const double commit_s = m1.commit_seconds_sum - m0.commit_seconds_sum;
-    std::printf("  server writer          %.0f commits/s, %.0f write works/s, mean batch %.1f, "
-                "%.3f ms per commit, BEGIN..COMMIT %.0f%% of the window, %.1f us per work\n",
-                commits / wall, works / wall, commits > 0 ? works / commits : 0.0,
-                commits > 0 ? 1000 * commit_s / commits : 0.0, 100 * commit_s / wall,
-                works > 0 ? 1e6 * commit_s / works : 0.0);
+    std::printf(
+        "  server writer          %.0f commits/s, %.0f write works/s, mean batch %.1f, "
+        "%.3f ms per commit, BEGIN..COMMIT %.0f%% of the window, %.1f us per work\n",
+        commits / wall, works / wall, commits > 0 ? works / commits : 0.0,
+        commits > 0 ? 1000 * commit_s / commits : 0.0, 100 * commit_s / wall,
+        works > 0 ? 1e6 * commit_s / works : 0.0);
     if (m1.slow_consumers > m0.slow_consumers) {
       std::printf("  slow WebSocket consumers closed in window: %.0f\n",
                   m1.slow_consumers - m0.slow_consumers);
@@ -1181,9 +1159,10 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   app.add_option("--host", o.host, "Server address (loopback only)")->capture_default_str();
   app.add_option("--port", o.port, "Server port")->required()->check(CLI::Range(1, 65535));
-  app.add_option("--setup", o.setup_file, "Set-up file (users, tokens, conversations)")
-      ->required();
-  app.add_option("--threads", o.threads, "I/O threads")->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--setup", o.setup_file, "Set-up file (users, tokens, conversations)")->required();
+  app.add_option("--threads", o.threads, "I/O threads")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   app.add_option("--server-pid", o.server_pid, "The server's pid, for its CPU time");
   app.add_option("--connect-timeout", o.connect_timeout_s, "Seconds per connect and handshake")
       ->capture_default_str();
@@ -1198,12 +1177,15 @@ int Main(int argc, char** argv) {
     cmd->add_option("--body-bytes", o.body_bytes, "Message body length")
         ->check(CLI::Range(40, 10000))
         ->capture_default_str();
-    cmd->add_flag("--no-listen", [&o](std::int64_t) { o.listen = false; },
-                  "Open no WebSockets (for comparison: no live delivery)");
+    cmd->add_flag(
+        "--no-listen", [&o](std::int64_t) { o.listen = false; },
+        "Open no WebSockets (for comparison: no live delivery)");
   };
   auto* tp = app.add_subcommand("throughput", "closed loop: acknowledged messages per second");
   add_traffic(tp);
-  tp->add_option("--clients", o.clients, "Sending clients")->check(CLI::Range(1, 10000))->capture_default_str();
+  tp->add_option("--clients", o.clients, "Sending clients")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
   tp->add_option("--connections", o.connections, "Connections per client")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
@@ -1246,7 +1228,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   Shared shared(o, setup);
-  shared.endpoints = ResolveLoopback(o);
+  shared.endpoints = ResolveLoopback("carewire-messaging-load", o.host, o.port);
   if (shared.endpoints.empty()) return 2;
   shared.tls.set_verify_mode(ssl::verify_none);
   shared.host_header = o.host + ":" + std::to_string(o.port);
