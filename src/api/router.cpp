@@ -225,7 +225,10 @@ void Router::Deny(const Route& route, const Request& request, Reply& reply,
 }
 
 const Route* Router::Dispatch(Request& request, Reply reply) const {
-  Match match = Find(request.method, request.path);
+  return Dispatch(request, Find(request.method, request.path), std::move(reply));
+}
+
+const Route* Router::Dispatch(Request& request, Match match, Reply reply) const {
   if (match.route == nullptr) {
     if (match.allowed.empty()) {
       reply(ErrorResponse(request.request_id, ApiError::kNotFound, "no such route"));

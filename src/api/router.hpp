@@ -139,6 +139,9 @@ class Router {
   // reached without an upgrade, 500 when a handler throws (a bug; logged
   // without detail). Fills request.params. Returns the matched route, or null.
   const Route* Dispatch(Request& request, Reply reply) const;
+  // The same for a request already matched with Find (the transport matches
+  // once, to learn the route's body handling, before dispatching).
+  const Route* Dispatch(Request& request, Match match, Reply reply) const;
 
   const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
 

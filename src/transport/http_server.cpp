@@ -239,7 +239,7 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
         co_return;
       }
       ConvertHeader(parser.get(), req);
-      const auto match = state_->router.Find(req.method, req.path);
+      auto match = state_->router.Find(req.method, req.path);
 
       if (beast::websocket::is_upgrade(parser.get())) {
         if (match.route != nullptr && match.route->websocket && parser.is_done()) {
@@ -295,7 +295,7 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       phase_ = Phase::kHandling;
       deadline_ = kNoDeadline;
       const api::Route* route = nullptr;
-      api::Response res = co_await Dispatch(req, &route);
+      api::Response res = co_await Dispatch(req, match, &route);
       // The watchdog closed the connection meanwhile (a body that stalled):
       // there is no one to answer.
       if (closed_) co_return;
@@ -427,7 +427,8 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
   // Hands the request to the router and waits for its reply, which may come
   // from another thread (a storage commit, say). A reply that is never given
   // (a handler bug) becomes a 500 when the last copy of it is destroyed.
-  net::awaitable<api::Response> Dispatch(api::Request& req, const api::Route** route) {
+  net::awaitable<api::Response> Dispatch(api::Request& req, api::Router::Match& match,
+                                         const api::Route** route) {
     struct Slot {
       std::function<void(api::Response)> complete;
       std::atomic<bool> done{false};
@@ -451,7 +452,8 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
             auto ex = net::get_associated_executor(*shared);
             net::post(ex, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
           };
-          *route = router.Dispatch(req, [slot](api::Response r) { slot->Give(std::move(r)); });
+          *route = router.Dispatch(req, std::move(match),
+                                   [slot](api::Response r) { slot->Give(std::move(r)); });
         },
         net::use_awaitable);
   }
