@@ -20,7 +20,6 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <charconv>
-#include <thread>
 
 #include "api/live_sockets.hpp"
 #include "api/routes.hpp"

@@ -304,7 +304,6 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
       // request early) leaves the connection mid-request: answer, then close.
       bool body_left = false;
       if (body_stream_) {
-        body_stream_->closed = true;
         body_stream_.reset();
         if (piece_done_) {
           // Answered while a read was still running (a handler bug): the
@@ -341,7 +340,6 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
                 });
     }
     std::weak_ptr<HttpSession> session;
-    bool closed = false;  // set once the handler has answered; on the strand
   };
 
   // Gives a streamed-body slot back when its request is done.
@@ -354,8 +352,9 @@ class HttpSession : public Drainable, public std::enable_shared_from_this<HttpSe
   // REQUIRES: on the strand.
   void StartPiece(const StreamedBody* from, std::size_t size,
                   std::function<void(api::BodyPiece)> done) {
-    // Only the current request's body, one read at a time.
-    if (from != body_stream_.get() || body_stream_->closed || piece_done_ || closed_) {
+    // Only the current request's body while it is unanswered (body_stream_
+    // is reset when the handler answers), one read at a time.
+    if (from != body_stream_.get() || piece_done_ || closed_) {
       return done({});
     }
     // The first read, made once the caller is authorized, takes one of the
