@@ -86,14 +86,21 @@ def totp_after(totp, used_steps):
         time.sleep(1)
 
 
-def prepare_owner(port, org, owner, one_time):
+def first_sign_in(port, org, username, one_time):
+    """Signs in with the one-time password, sets a new one and signs in with
+    it; returns the new password and the sign-in's answer."""
     first = call(port, "POST", "/api/v1/auth/login",
-                 {"org": org, "username": owner, "password": one_time})
+                 {"org": org, "username": username, "password": one_time})
     password = new_password()
     call(port, "POST", "/api/v1/me/password",
          {"current_password": one_time, "new_password": password}, first["token"], expect=(204,))
     signed_in = call(port, "POST", "/api/v1/auth/login",
-                     {"org": org, "username": owner, "password": password})
+                     {"org": org, "username": username, "password": password})
+    return password, signed_in
+
+
+def prepare_owner(port, org, owner, one_time):
+    password, signed_in = first_sign_in(port, org, owner, one_time)
     token = signed_in["token"]
     used = set()
     if signed_in.get("mfa_enrollment_required"):
@@ -111,13 +118,7 @@ def prepare_owner(port, org, owner, one_time):
 
 
 def activate(port, org, username, one_time):
-    first = call(port, "POST", "/api/v1/auth/login",
-                 {"org": org, "username": username, "password": one_time})
-    password = new_password()
-    call(port, "POST", "/api/v1/me/password",
-         {"current_password": one_time, "new_password": password}, first["token"], expect=(204,))
-    signed_in = call(port, "POST", "/api/v1/auth/login",
-                     {"org": org, "username": username, "password": password})
+    _, signed_in = first_sign_in(port, org, username, one_time)
     if "token" not in signed_in or signed_in.get("mfa_enrollment_required") or \
             signed_in.get("password_change_required"):
         raise ApiError(f"sign-in of {username} did not open a full session: {signed_in}")
